@@ -1,0 +1,1 @@
+"""Body Animator: the HumanML3D skeleton, the procedural default, FloodDiffusion."""
