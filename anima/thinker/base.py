@@ -5,16 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from anima.core.history import Turn
 from anima.core.plan import ActionPlan
-
-
-@dataclass
-class Turn:
-    """One turn of the conversation history. For the agent, ``text`` is what the user heard."""
-
-    speaker: str  # "user" or "agent"
-    text: str
-    interrupted: bool = False
 
 
 @dataclass

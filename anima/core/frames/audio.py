@@ -55,14 +55,14 @@ class AgentAudioFrame(DataFrame):
 
 @dataclass
 class PlayedAudioFrame(UninterruptibleFrame, DataFrame):
-    """The audio heard during one clock tick: the agent's playout and the user's input.
+    """The agent audio played during one clock tick (silence when the agent is quiet).
 
-    Emitted by the playout once per tick, so downstream stages (face, renderer, writer) see exactly
-    what a listener heard, aligned to the media clock. ``agent_events`` carry absolute media times
-    for the speech events scheduled so far in the current utterance (lookahead for lip sync).
+    Emitted by the playout once per tick, so downstream stages (face, body, renderer, writer) see
+    exactly what a listener heard, aligned to the media clock. ``scheduled_events`` are speech
+    events newly scheduled in this tick, with the absolute media time (s) at which each will be
+    heard: the lookahead lip sync and gesture beats need.
     """
 
-    agent: np.ndarray  # (N,) float32
-    user: np.ndarray  # (N,) float32
+    samples: np.ndarray  # (N,) float32
     turn_id: int | None = None
-    agent_events: tuple[tuple[float, SpeechEvent], ...] = field(default=())
+    scheduled_events: tuple[tuple[float, SpeechEvent], ...] = field(default=())

@@ -37,3 +37,4 @@ class ThinkerPlanFrame(DataFrame):
 
     plan: ActionPlan
     turn_id: int
+    user_end_pts_ns: int = -1  # end of the user speech this replies to (for reply latency)

@@ -1,0 +1,141 @@
+"""The five-module cascade, assembled: Thinker, Talker, Face, Body, Renderer on the runtime.
+
+``build_stages`` picks each module's backend by name with an explicit factory (an unknown name is
+an error listing the valid ones); ``render_conversation`` renders a conversation file to MP4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from anima.core.clock import MediaClock
+from anima.core.conversation import Conversation, load_conversation
+from anima.core.duplex import TurnTaking
+from anima.core.history import ConversationHistory
+from anima.core.playout import Playout
+from anima.core.scripted_user import ScriptedUser
+from anima.core.session import Session, SessionResult
+from anima.core.stage import Stage
+
+THINKERS = ("scripted",)
+FACES = ("procedural",)
+BODIES = ("procedural",)
+
+
+@dataclass
+class CascadeOptions:
+    """Which backend each module uses, and how to render."""
+
+    thinker: str = "scripted"  # one of THINKERS
+    face: str = "procedural"  # one of FACES
+    body: str = "procedural"  # one of BODIES
+    width: int = 960
+    height: int = 540
+    realtime: bool = False  # pace by the wall clock instead of as fast as possible
+    seed: int | None = None  # overrides the conversation's seed
+    max_duration_s: float = 1800.0
+
+
+def _choose(kind: str, name: str, valid: tuple[str, ...]) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+    return name
+
+
+def build_stages(conversation: Conversation, out_path: Path, options: CascadeOptions, history: ConversationHistory) -> list[Stage]:
+    """The stages of a render session, in pipeline order."""
+    from anima.body.procedural import ProceduralBody
+    from anima.body.stage import BodyStage
+    from anima.face.procedural import ProceduralFace
+    from anima.face.stage import FaceStage
+    from anima.render.character import CharacterRenderer
+    from anima.render.stage import MP4Sink, RenderStage
+    from anima.talker.espeak import EspeakTTS
+    from anima.talker.stage import TalkerStage
+    from anima.thinker.scripted import ScriptedThinker
+    from anima.thinker.stage import ThinkerStage
+
+    seed = conversation.seed if options.seed is None else options.seed
+    match _choose("thinker", options.thinker, THINKERS):
+        case "scripted":
+            thinker = ScriptedThinker(conversation.agent_turns)
+    match _choose("face", options.face, FACES):
+        case "procedural":
+            face = ProceduralFace(seed=seed)
+    match _choose("body", options.body, BODIES):
+        case "procedural":
+            body = ProceduralBody(seed=seed)
+    clock_fps = 25
+    return [
+        TurnTaking(),
+        ThinkerStage(thinker, history),
+        TalkerStage(EspeakTTS(voice=conversation.agent.voice), voice=conversation.agent.voice),
+        Playout(),
+        FaceStage(face),
+        BodyStage(body),
+        RenderStage(CharacterRenderer(options.width, options.height), conversation.agent.name, conversation.user.name),
+        MP4Sink(out_path, options.width, options.height, fps=clock_fps),
+    ]
+
+
+def scripted_user(conversation: Conversation, seed: int) -> ScriptedUser:
+    """The user's side of the conversation, voiced with espeak-ng (or read from WAV files)."""
+    from anima.core.audio import load_wav
+    from anima.talker.espeak import EspeakTTS
+
+    tts = EspeakTTS(voice=conversation.user.voice)
+
+    def synthesize(text: str):
+        chunk = tts.synthesize(text, voice=conversation.user.voice)
+        return chunk.samples, list(chunk.events)
+
+    return ScriptedUser(
+        conversation.user_turns,
+        synthesize,
+        load_wav,
+        pause_s=conversation.pause_s,
+        expect_final_reply=len(conversation.agent_turns) >= len(conversation.user_turns),
+        seed=seed,
+    )
+
+
+def estimate_duration_s(conversation: Conversation) -> float:
+    """Rough media length for a progress bar: speech at ~14 characters a second plus pauses."""
+    chars = sum(len(t.text) for t in conversation.user_turns) + sum(len(p.speech) for p in conversation.agent_turns)
+    return 1.0 + chars / 14.0 + conversation.pause_s * len(conversation.user_turns) * 2
+
+
+async def render_async(conversation: Conversation, out_path: Path, options: CascadeOptions, progress: bool = True) -> SessionResult:
+    history = ConversationHistory()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seed = conversation.seed if options.seed is None else options.seed
+    stages = build_stages(conversation, out_path, options, history)
+    source = scripted_user(conversation, seed)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(estimate_duration_s(conversation), 1), unit="s", desc="rendering", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s media [{elapsed}<{remaining}]")
+    session = Session(
+        stages, source, MediaClock(realtime=options.realtime), history, options.max_duration_s,
+        on_tick=(lambda dt: bar.update(dt)) if bar is not None else None,
+    )
+    try:
+        return await session.run()
+    finally:
+        if bar is not None:
+            bar.total = max(bar.total, bar.n)
+            bar.refresh()
+            bar.close()
+
+
+def render_conversation(path: str | Path, out_path: str | Path, options: CascadeOptions | None = None, progress: bool = True) -> SessionResult:
+    """Render a conversation file to an MP4 (H.264 + AAC). Raises ConversationError on a bad file."""
+    conversation = load_conversation(path)
+    return asyncio.run(render_async(conversation, Path(out_path), options or CascadeOptions(), progress))
+
+
+def demo_conversation_path() -> Path:
+    return Path(__file__).parent / "assets" / "conversations" / "nautilus.yaml"

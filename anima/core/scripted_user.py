@@ -1,0 +1,151 @@
+"""The scripted user: plays the user's side of a conversation file into a live session.
+
+It behaves like a person with a microphone: each turn is audio (synthesised from the script's text
+in the user's voice, or a WAV file), delivered one clock tick late as a real microphone would
+deliver it, with a streaming transcript (interim words, then a final result when the speech ends,
+as a speech recogniser would). It waits for the agent: a turn starts ``pause_s`` after the agent's
+reply stops, or ``barge_in_s`` after the reply *starts* when the script says the user cuts in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from anima.core.conversation import UserTurnSpec
+from anima.core.frames import (
+    NS_PER_S,
+    SAMPLE_RATE,
+    AgentStartedSpeakingFrame,
+    AgentStoppedSpeakingFrame,
+    Frame,
+    SpeechEvent,
+    UserAudioFrame,
+    UserTranscriptFrame,
+)
+
+Synthesize = Callable[[str], tuple[np.ndarray, list[SpeechEvent]]]
+NOISE_RMS = 0.0007  # a quiet room (about -63 dBFS) so the detector sees a realistic floor
+
+
+@dataclass
+class _Clip:
+    spec: UserTurnSpec
+    samples: np.ndarray  # (N,) float32, 24 kHz
+    words: list[SpeechEvent]
+    start_ns: int = -1
+    emitted_words: int = 0
+    finished: bool = False
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + int(self.samples.size * NS_PER_S / SAMPLE_RATE)
+
+
+class ScriptedUser:
+    """The user's side of a conversation, scheduled against the agent's turn events."""
+
+    def __init__(
+        self,
+        turns: list[UserTurnSpec],
+        synthesize: Synthesize,
+        load_wav: Callable[[str], np.ndarray],
+        pause_s: float = 0.6,
+        lead_in_s: float = 0.8,
+        tail_s: float = 1.2,
+        expect_final_reply: bool = True,
+        reply_timeout_s: float = 15.0,
+        seed: int = 0,
+    ) -> None:
+        self.clips: list[_Clip] = []
+        for spec in turns:
+            if spec.wav is not None:
+                samples, words = load_wav(str(spec.wav)), []
+            else:
+                samples, words = synthesize(spec.text)
+            self.clips.append(_Clip(spec, np.asarray(samples, dtype=np.float32), [w for w in words if w.kind == "word"]))
+        self.pause_ns = int(pause_s * NS_PER_S)
+        self.tail_ns = int(tail_s * NS_PER_S)
+        self.reply_timeout_ns = int(reply_timeout_s * NS_PER_S)
+        self.expect_final_reply = expect_final_reply
+        self._rng = np.random.default_rng(seed)
+        self._next = 0  # index of the next clip to schedule
+        if self.clips:
+            self.clips[0].start_ns = int(lead_in_s * NS_PER_S)
+        self._agent_started_ns: int | None = None
+        self._agent_stopped_ns: int | None = None
+        self._last_user_end_ns = 0
+
+    def observe(self, frame: Frame) -> None:
+        """Turn events from the agent (frames leaving the head of the pipeline upstream)."""
+        if isinstance(frame, AgentStartedSpeakingFrame):
+            self._agent_started_ns = frame.pts_ns
+        elif isinstance(frame, AgentStoppedSpeakingFrame):
+            self._agent_stopped_ns = frame.pts_ns
+
+    def _schedule(self, now_ns: int) -> None:
+        """Give the next clip a start time once the agent's reply tells us when."""
+        if self._next >= len(self.clips):
+            return
+        clip = self.clips[self._next]
+        if clip.start_ns >= 0:
+            return
+        prev = self.clips[self._next - 1]
+        if not prev.finished:
+            return
+        started = self._agent_started_ns if (self._agent_started_ns or -1) >= prev.end_ns else None
+        stopped = self._agent_stopped_ns if (self._agent_stopped_ns or -1) >= prev.end_ns else None
+        pause_ns = int(clip.spec.pause_s * NS_PER_S) if clip.spec.pause_s is not None else self.pause_ns
+        if clip.spec.barge_in_s is not None and started is not None:
+            clip.start_ns = max(now_ns, started + int(clip.spec.barge_in_s * NS_PER_S))
+        elif stopped is not None:
+            clip.start_ns = max(now_ns, stopped + pause_ns)
+        elif now_ns - prev.end_ns > self.reply_timeout_ns:
+            clip.start_ns = now_ns + pause_ns  # the agent never answered: carry on
+
+    def frames_for_tick(self, pts_ns: int, tick_ns: int) -> list[Frame]:
+        """Microphone audio for the period before ``pts_ns`` plus any transcript updates."""
+        self._schedule(pts_ns)
+        start_ns = pts_ns - tick_ns
+        if start_ns < 0:
+            return []
+        n = int(round(tick_ns * SAMPLE_RATE / NS_PER_S))
+        audio = (self._rng.standard_normal(n) * NOISE_RMS).astype(np.float32)
+        out: list[Frame] = []
+        for clip in self.clips:
+            if clip.start_ns < 0 or clip.finished:
+                continue
+            offset = int(round((start_ns - clip.start_ns) * SAMPLE_RATE / NS_PER_S))
+            lo, hi = max(0, offset), min(clip.samples.size, offset + n)
+            if hi > lo:
+                audio[lo - offset : hi - offset] += clip.samples[lo:hi]
+            heard_s = (pts_ns - clip.start_ns) / NS_PER_S
+            new_words = sum(1 for w in clip.words if w.time_s <= heard_s)
+            if new_words > clip.emitted_words:
+                clip.emitted_words = new_words
+                partial = " ".join(w.text for w in clip.words[:new_words])
+                out.append(UserTranscriptFrame(partial, final=False, pts_ns=pts_ns))
+            if pts_ns >= clip.end_ns:
+                clip.finished = True
+                self._last_user_end_ns = clip.end_ns
+                if clip.spec.text:
+                    out.append(UserTranscriptFrame(clip.spec.text, final=True, pts_ns=pts_ns))
+                self._next = self.clips.index(clip) + 1
+        out.insert(0, UserAudioFrame(audio, pts_ns=start_ns))
+        return out
+
+    def finished(self, now_ns: int) -> bool:
+        """All turns played, the agent's last reply over (or never coming), and a short tail."""
+        if not self.clips:
+            return now_ns >= self.tail_ns
+        if not all(c.finished for c in self.clips):
+            return False
+        last_end = self._last_user_end_ns
+        if self.expect_final_reply:
+            stopped = self._agent_stopped_ns if (self._agent_stopped_ns or -1) >= last_end else None
+            if stopped is None:
+                return now_ns - last_end > self.reply_timeout_ns
+            return now_ns >= stopped + self.tail_ns
+        return now_ns >= last_end + self.tail_ns
