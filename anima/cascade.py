@@ -102,9 +102,9 @@ def scripted_user(conversation: Conversation, seed: int) -> ScriptedUser:
 
 
 def estimate_duration_s(conversation: Conversation) -> float:
-    """Rough media length for a progress bar: speech at ~14 characters a second plus pauses."""
+    """Rough media length for a progress bar: speech at ~16 characters a second plus turn gaps."""
     chars = sum(len(t.text) for t in conversation.user_turns) + sum(len(p.speech) for p in conversation.agent_turns)
-    return 1.0 + chars / 14.0 + conversation.pause_s * len(conversation.user_turns) * 2
+    return 2.0 + chars / 16.0 + (conversation.pause_s + 0.25) * len(conversation.user_turns)
 
 
 async def render_async(conversation: Conversation, out_path: Path, options: CascadeOptions, progress: bool = True) -> SessionResult:

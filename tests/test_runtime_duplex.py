@@ -20,12 +20,12 @@ from anima.core.frames import (
     TickFrame,
 )
 from anima.core.history import ConversationHistory
-from anima.core.playout import Playout
 from anima.core.plan import ActionPlan
+from anima.core.playout import Playout
 from anima.core.scripted_user import ScriptedUser
 from anima.core.session import Session
-from anima.testing import FrameRecorder, ToneTTS
 from anima.talker.stage import TalkerStage
+from anima.testing import FrameRecorder, ToneTTS
 from anima.thinker.scripted import ScriptedThinker
 from anima.thinker.stage import ThinkerStage
 

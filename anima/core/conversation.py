@@ -78,6 +78,8 @@ def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
 
 
 def _text(where: str, value: Any) -> str:
+    if isinstance(value, bool):
+        raise _fail(where, f"expected text, got the YAML boolean {value}; quote it (e.g. 'yes')")
     if not isinstance(value, str):
         raise _fail(where, f"expected text, got {type(value).__name__}")
     text = " ".join(value.split())
@@ -143,9 +145,10 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
             user_turns.append(spec)
         else:
             _check_keys(tw, turn, AGENT_TURN_KEYS)
+            speech = _text(f"{tw}: agent", turn["agent"])
             try:
                 plan = ActionPlan(
-                    speech=_text(f"{tw}: agent", turn["agent"]),
+                    speech=speech,
                     emotion=turn.get("emotion", "neutral"),
                     gesture=turn.get("gesture", "beat"),
                     gaze=turn.get("gaze", "user"),

@@ -49,7 +49,13 @@ class _Utterance:
         played_until = self.start_ns / NS_PER_S + self.played / SAMPLE_RATE
         if self.final and self.played >= self.received:
             return self.text
-        return " ".join(ev.text for t, ev in self.words if t < played_until)
+        heard = [ev for t, ev in self.words if t < played_until]
+        if not heard:
+            return ""
+        last = heard[-1]
+        if last.char_start >= 0 and self.text[last.char_start : last.char_start + last.char_len] == last.text:
+            return self.text[: last.char_start + last.char_len]  # keeps the original punctuation
+        return " ".join(ev.text for ev in heard)
 
 
 class Playout(Stage):

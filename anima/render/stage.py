@@ -37,7 +37,7 @@ from anima.face.params import neutral
 from anima.render.character import CharacterRenderer, Overlay
 from anima.render.mp4 import MP4Writer
 
-CAPTION_WORDS = 14
+CAPTION_CHARS = 90
 CAPTION_HOLD_S = 1.5
 
 
@@ -58,7 +58,8 @@ class RenderStage(Stage):
         self._face = neutral()
         self._joints = REST_JOINTS.copy()
         self._state = AgentState.IDLE
-        self._agent_words: list[tuple[float, str]] = []
+        self._agent_words: list[tuple[float, str, int]] = []  # (media time s, word, end char in text)
+        self._agent_text = ""
         self._agent_caption_until = -1.0
         self._user_caption = ""
         self._user_caption_until = -1.0
@@ -76,7 +77,9 @@ class RenderStage(Stage):
                     self._joints = frame.joints
                 case PlayedAudioFrame():
                     self._levels[0] = _level(frame.samples)
-                    self._agent_words += [(t, ev.text) for t, ev in frame.scheduled_events if ev.kind == "word"]
+                    self._agent_words += [
+                        (t, ev.text, ev.char_start + ev.char_len) for t, ev in frame.scheduled_events if ev.kind == "word"
+                    ]
                 case UserAudioFrame():
                     self._levels[1] = _level(frame.samples)
                 case UserTranscriptFrame():
@@ -90,9 +93,8 @@ class RenderStage(Stage):
         o = self._overlay
         o.time_s, o.agent_state = t_s, self._state.value
         o.agent_level, o.user_level = self._levels
-        heard = [w for when, w in self._agent_words if when <= t_s]
         if self._agent_speaking or t_s <= self._agent_caption_until:
-            o.caption, o.speaker = " ".join(heard[-CAPTION_WORDS:]), "agent"
+            o.caption, o.speaker = self._agent_caption(t_s), "agent"
         elif self._user_caption and t_s <= self._user_caption_until:
             o.caption, o.speaker = self._user_caption, "user"
         else:
@@ -103,18 +105,33 @@ class RenderStage(Stage):
         with self.timed():
             return self.renderer.draw(self._joints, self._face, o)
 
+    def _agent_caption(self, t_s: float) -> str:
+        """The agent's words heard so far, with the script's punctuation, ending at the newest word."""
+        heard = [(w, end) for when, w, end in self._agent_words if when <= t_s]
+        if not heard:
+            return ""
+        word, end = heard[-1]
+        if 0 < end <= len(self._agent_text) and self._agent_text[:end].endswith(word):
+            text = self._agent_text[:end]
+        else:
+            text = " ".join(w for w, _ in heard)
+        if len(text) > CAPTION_CHARS:
+            cut = text.find(" ", len(text) - CAPTION_CHARS)
+            text = text[cut + 1 :] if cut >= 0 else text[-CAPTION_CHARS:]
+        return text
+
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
         match frame:
             case AgentStateFrame() if direction is DOWN:
                 self._state = frame.state
             case AgentStartedSpeakingFrame() if direction is DOWN:
                 self._agent_speaking = True
-                self._agent_words = [(t, w) for t, w in self._agent_words if t >= frame.pts_s]
+                self._agent_text = frame.text
+                self._agent_words = [item for item in self._agent_words if item[0] >= frame.pts_s]
             case AgentStoppedSpeakingFrame() if direction is DOWN:
                 self._agent_speaking = False
                 self._agent_caption_until = frame.pts_s + CAPTION_HOLD_S
-                end = frame.pts_s
-                self._agent_words = [(t, w) for t, w in self._agent_words if t < end]
+                self._agent_words = [item for item in self._agent_words if item[0] < frame.pts_s]
             case UserStartedSpeakingFrame() if direction is DOWN:
                 self._user_speaking = True
                 self._agent_caption_until = -1.0
@@ -142,6 +159,7 @@ class MP4Sink(Stage):
         self._pending: list[tuple[int, np.ndarray]] = []  # (start sample, image)
         self._samples_per_frame = sample_rate // fps
         self.frames_written = 0
+        self.closed = False
 
     def _add(self, samples: np.ndarray, pts_ns: int) -> int:
         start = int(round(pts_ns * self.sample_rate / NS_PER_S)) - self._mix_start
@@ -168,7 +186,14 @@ class MP4Sink(Stage):
                     self._write_ready(final=True)
                     with self.timed():
                         self.writer.close()
+                    self.closed = True
         await self.push_frame(frame, direction)
+
+    async def stop(self) -> None:
+        """A session that ends without an EndFrame (an error) leaves no partial file behind."""
+        await super().stop()
+        if not self.closed:
+            self.writer.abort()
 
     def _write_ready(self, final: bool) -> None:
         while self._pending:
