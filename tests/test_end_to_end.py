@@ -17,7 +17,7 @@ from anima.core.frames import (
 )
 from anima.core.history import ConversationHistory
 from anima.core.session import Session
-from anima.face.params import ARKIT_INDEX, JAW_OPEN_MAX_RAD, to_arkit
+from anima.face.params import ARKIT_INDEX, JAW_OPEN_MAX_RAD
 from anima.face.stage import FaceStage
 from anima.render.mp4 import probe, read_audio
 from anima.testing import FrameRecorder
