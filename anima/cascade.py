@@ -104,7 +104,7 @@ def scripted_user(conversation: Conversation, seed: int) -> ScriptedUser:
 def estimate_duration_s(conversation: Conversation) -> float:
     """Rough media length for a progress bar: speech at ~16 characters a second plus turn gaps."""
     chars = sum(len(t.text) for t in conversation.user_turns) + sum(len(p.speech) for p in conversation.agent_turns)
-    return 2.0 + chars / 16.0 + (conversation.pause_s + 0.25) * len(conversation.user_turns)
+    return 2.0 + chars / 18.0 + (conversation.pause_s + 0.25) * len(conversation.user_turns)
 
 
 async def render_async(conversation: Conversation, out_path: Path, options: CascadeOptions, progress: bool = True) -> SessionResult:
@@ -117,7 +117,8 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=round(estimate_duration_s(conversation), 1), unit="s", desc="rendering", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s media [{elapsed}<{remaining}]")
+        bar = tqdm(total=round(estimate_duration_s(conversation), 1), unit="s", desc="rendering", mininterval=0.5,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s media [{elapsed}<{remaining}]")
     session = Session(
         stages, source, MediaClock(realtime=options.realtime), history, options.max_duration_s,
         on_tick=(lambda dt: bar.update(dt)) if bar is not None else None,
