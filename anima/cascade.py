@@ -19,9 +19,9 @@ from anima.core.scripted_user import ScriptedUser
 from anima.core.session import Session, SessionResult
 from anima.core.stage import Stage
 
-THINKERS = ("scripted",)
-FACES = ("procedural",)
-BODIES = ("procedural",)
+THINKERS = ("scripted", "story")
+FACES = ("procedural", "unils")
+BODIES = ("procedural", "flood")
 
 
 @dataclass
@@ -34,6 +34,9 @@ class CascadeOptions:
     width: int = 960
     height: int = 540
     realtime: bool = False  # pace by the wall clock instead of as fast as possible
+    character: str = "nemo"  # story thinker: whose persona
+    story_time: int | None = None  # story thinker: the character's narrative present (chapter)
+    world: Path | None = None  # story thinker: world database (default: the shipped one)
     seed: int | None = None  # overrides the conversation's seed
     max_duration_s: float = 1800.0
 
@@ -61,12 +64,24 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
     match _choose("thinker", options.thinker, THINKERS):
         case "scripted":
             thinker = ScriptedThinker(conversation.agent_turns)
+        case "story":
+            from anima.thinker.story import StoryThinker
+
+            thinker = StoryThinker.create(character=options.character, story_time=options.story_time, world=options.world)
     match _choose("face", options.face, FACES):
         case "procedural":
             face = ProceduralFace(seed=seed)
+        case "unils":
+            from anima.face.unils_face import UniLSFace
+
+            face = UniLSFace.load(seed=seed)
     match _choose("body", options.body, BODIES):
         case "procedural":
             body = ProceduralBody(seed=seed)
+        case "flood":
+            from anima.body.flood_body import FloodBody
+
+            body = FloodBody.load(seed=seed)
     clock_fps = 25
     return [
         TurnTaking(),
@@ -80,7 +95,7 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
     ]
 
 
-def scripted_user(conversation: Conversation, seed: int) -> ScriptedUser:
+def scripted_user(conversation: Conversation, seed: int, expect_generated_replies: bool = False) -> ScriptedUser:
     """The user's side of the conversation, voiced with espeak-ng (or read from WAV files)."""
     from anima.core.audio import load_wav
     from anima.talker.espeak import EspeakTTS
@@ -96,7 +111,7 @@ def scripted_user(conversation: Conversation, seed: int) -> ScriptedUser:
         synthesize,
         load_wav,
         pause_s=conversation.pause_s,
-        expect_final_reply=len(conversation.agent_turns) >= len(conversation.user_turns),
+        expect_final_reply=len(conversation.agent_turns) >= len(conversation.user_turns) or expect_generated_replies,
         seed=seed,
     )
 
@@ -112,7 +127,7 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
     out_path.parent.mkdir(parents=True, exist_ok=True)
     seed = conversation.seed if options.seed is None else options.seed
     stages = build_stages(conversation, out_path, options, history)
-    source = scripted_user(conversation, seed)
+    source = scripted_user(conversation, seed, expect_generated_replies=options.thinker != "scripted")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -134,8 +149,10 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
 
 def render_conversation(path: str | Path, out_path: str | Path, options: CascadeOptions | None = None, progress: bool = True) -> SessionResult:
     """Render a conversation file to an MP4 (H.264 + AAC). Raises ConversationError on a bad file."""
-    conversation = load_conversation(path)
-    return asyncio.run(render_async(conversation, Path(out_path), options or CascadeOptions(), progress))
+    options = options or CascadeOptions()
+    _choose("thinker", options.thinker, THINKERS)
+    conversation = load_conversation(path, scripted=options.thinker == "scripted")
+    return asyncio.run(render_async(conversation, Path(out_path), options, progress))
 
 
 def demo_conversation_path() -> Path:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -15,13 +17,20 @@ from pathlib import Path
 
 from anima import __version__
 
+# Modules that add their own subcommands with ``register(subparsers)``; each sets ``func`` on its
+# parsers (called with the parsed args, returns the exit code).
+COMMAND_MODULES = ("anima.body.cli", "anima.face.cli", "anima.thinker.cli", "anima.serve.cli")
+
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="pace by the wall clock (as a live session would)")
     p.add_argument("--width", type=int, default=960, help="video width in pixels (default 960)")
     p.add_argument("--height", type=int, default=540, help="video height in pixels (default 540)")
     p.add_argument("--seed", type=int, default=None, help="random seed for idle motion (default: the file's)")
-    p.add_argument("--thinker", default="scripted", help="thinker backend (default: scripted)")
+    p.add_argument("--thinker", default="scripted", help="thinker backend: scripted (replies from the file) or story")
+    p.add_argument("--character", default="nemo", help="story thinker: persona (nemo, aronnax, conseil, ned)")
+    p.add_argument("--story-time", type=int, default=None, help="story thinker: the character's present chapter (1-47)")
+    p.add_argument("--world", type=Path, default=None, help="story thinker: world database (default: the shipped one)")
     p.add_argument("--face", default="procedural", help="face animator (default: procedural)")
     p.add_argument("--body", default="procedural", help="body animator (default: procedural)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                           description="Render the shipped Nautilus conversation (4 agent turns, one barge-in) and print the MP4's path.")
     demo.add_argument("-o", "--output", type=Path, default=Path("out/demo.mp4"), help="output MP4 path (default out/demo.mp4)")
     _add_render_options(demo)
+    for module in COMMAND_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
     return parser
 
 
@@ -68,7 +80,8 @@ def _render(args: argparse.Namespace, conversation: Path) -> int:
     from anima.core.conversation import ConversationError
 
     options = CascadeOptions(thinker=args.thinker, face=args.face, body=args.body, width=args.width,
-                             height=args.height, realtime=args.realtime, seed=args.seed)
+                             height=args.height, realtime=args.realtime, seed=args.seed, character=args.character,
+                             story_time=args.story_time, world=args.world)
     if args.width < 320 or args.height < 240 or args.width % 2 or args.height % 2:
         print("error: --width/--height must be even and at least 320x240", file=sys.stderr)
         return 2
@@ -102,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             from anima.cascade import demo_conversation_path
 
             return _render(args, demo_conversation_path())
-    return 2
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -107,8 +107,12 @@ def _party(where: str, data: Any, default_name: str, default_voice: str) -> Part
     return Party(str(data.get("name", default_name)), str(data.get("voice", default_voice)))
 
 
-def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | None = None) -> Conversation:
-    """Validate a parsed YAML document into a Conversation (raises ConversationError)."""
+def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | None = None, scripted: bool = True) -> Conversation:
+    """Validate a parsed YAML document into a Conversation (raises ConversationError).
+
+    ``scripted=False`` is for thinkers that write the agent's replies themselves: user turns may
+    follow each other, and agent turns in the file are optional (kept, but not needed).
+    """
     where = str(source) if source else "conversation"
     if not isinstance(data, dict):
         raise _fail(where, f"expected a mapping at the top level, got {type(data).__name__}")
@@ -129,7 +133,7 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
         if "user" in turn and "agent" in turn:
             raise _fail(tw, "a turn has either 'user' or 'agent', not both")
         kind = "user" if "user" in turn else "agent"
-        if kind != expect:
+        if kind != expect and (scripted or kind == "agent" and i == 1):
             first = " (the conversation starts with the user)" if i == 1 else ""
             raise _fail(tw, f"expected a {expect} turn{first}; user and agent turns alternate")
         expect = "agent" if kind == "user" else "user"
@@ -137,7 +141,7 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
             _check_keys(tw, turn, USER_TURN_KEYS)
             spec = _user_turn(tw, turn["user"], base)
             if "barge_in_s" in turn:
-                if not agent_turns:
+                if not (agent_turns if scripted else user_turns):
                     raise _fail(tw, "barge_in_s needs an agent turn before it to interrupt")
                 spec.barge_in_s = _number(f"{tw}: barge_in_s", turn["barge_in_s"], 0.0, 600.0)
             if "pause_s" in turn:
@@ -156,7 +160,7 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
             except ValueError as exc:
                 raise _fail(tw, str(exc)) from None
             agent_turns.append(plan)
-    if len(agent_turns) < len(user_turns) - 1:
+    if scripted and len(agent_turns) < len(user_turns) - 1:
         raise _fail(where, "every user turn but the last needs an agent reply")
     return Conversation(
         title=str(data.get("title", "conversation")),
@@ -186,8 +190,8 @@ def _user_turn(where: str, value: Any, base: Path) -> UserTurnSpec:
     raise _fail(f"{where}: user", f"expected text or {{wav, text}}, got {type(value).__name__}")
 
 
-def load_conversation(path: str | Path) -> Conversation:
-    """Read and validate a conversation YAML file."""
+def load_conversation(path: str | Path, scripted: bool = True) -> Conversation:
+    """Read and validate a conversation YAML file (see ``parse_conversation`` for ``scripted``)."""
     path = Path(path)
     if not path.is_file():
         raise ConversationError(f"{path}: conversation file not found")
@@ -199,4 +203,4 @@ def load_conversation(path: str | Path) -> Conversation:
         raise ConversationError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     except UnicodeDecodeError as exc:
         raise ConversationError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    return parse_conversation(data, base_dir=path.parent, source=path)
+    return parse_conversation(data, base_dir=path.parent, source=path, scripted=scripted)
