@@ -1,0 +1,1 @@
+"""Live duplex server: FastAPI + WebSockets, one process, many sessions (``anima serve``)."""

@@ -1,0 +1,304 @@
+"""``anima serve``: the live duplex server. One process, many sessions, one WebSocket each.
+
+Each connection gets its own runtime session (turn-taking, Thinker, Talker, playout, face, body)
+paced by the wall clock, and a ``ClientSink`` that streams agent audio, motion and events back.
+The web client in ``anima/render/web`` is served from ``/``. Security: loopback by default; any
+other bind address needs a token, checked on every HTTP request and WebSocket connection; message
+size and rate limits; every client message validated, with the error sent back; a misbehaving
+session is closed without touching the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse
+
+from anima.core.clock import MediaClock
+from anima.core.duplex import TurnTaking
+from anima.core.history import ConversationHistory
+from anima.core.playout import Playout
+from anima.core.session import Session
+from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
+from anima.serve.protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    Hello,
+    ProtocolError,
+    parse_hello,
+    parse_json,
+    parse_text,
+    parse_user_audio,
+)
+from anima.thinker.base import Thinker
+
+log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parents[1] / "render" / "web"
+WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "avatar.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class ServeConfig:
+    """How the server runs; every field has a safe default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # required when host is not loopback
+    thinker: str = "story"  # story (persona + world) or a custom factory below
+    world: Path | None = None  # story thinker's world database (default: the shipped one)
+    face: str = "procedural"
+    body: str = "procedural"
+    asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1
+    asr_model: str = "whisper-1"
+    max_sessions: int = 16
+    rate_per_s: float = 80.0  # client messages per second (microphone sends 25)
+    burst: int = 80
+    max_errors: int = 10  # protocol errors before the session is closed
+    max_outgoing: int = 2000  # queued messages before a slow client is dropped
+    hello_timeout_s: float = 10.0
+    thinker_factory: Callable[[Hello], Thinker] | None = field(default=None, repr=False)
+
+    def check(self) -> None:
+        if self.host not in LOOPBACK and not self.token:
+            raise ValueError(f"binding {self.host} exposes the server beyond this machine: pass --token SECRET (clients must send it)")
+
+
+class _RateLimiter:
+    """Token bucket: ``rate`` messages a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.last = float(burst), time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _default_thinker(config: ServeConfig, hello: Hello) -> Thinker:
+    if config.thinker_factory is not None:
+        return config.thinker_factory(hello)
+    if config.thinker != "story":
+        raise ValueError(f"unknown thinker {config.thinker!r}; valid: story")
+    from anima.thinker.story import StoryThinker
+
+    return StoryThinker.create(character=hello.character, story_time=hello.story_time, world=config.world)
+
+
+def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int) -> tuple[list, ConversationHistory]:
+    from anima.body.procedural import ProceduralBody
+    from anima.body.stage import BodyStage
+    from anima.face.procedural import ProceduralFace
+    from anima.face.stage import FaceStage
+    from anima.talker.espeak import EspeakTTS
+    from anima.talker.stage import TalkerStage
+    from anima.thinker.stage import ThinkerStage
+
+    if config.face == "unils":
+        from anima.face.unils_face import UniLSFace
+
+        face = UniLSFace.load(seed=seed)
+    else:
+        face = ProceduralFace(seed=seed)
+    if config.body == "flood":
+        from anima.body.flood_body import FloodBody
+
+        body = FloodBody.load(seed=seed)
+    else:
+        body = ProceduralBody(seed=seed)
+    history = ConversationHistory()
+    stages: list = []
+    if config.asr_url:
+        stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
+    voice = "en-gb+m3"
+    stages += [
+        TurnTaking(),
+        ThinkerStage(thinker, history),
+        TalkerStage(EspeakTTS(voice=voice), voice=voice),
+        Playout(),
+        FaceStage(face),
+        BodyStage(body),
+        sink,
+    ]
+    return stages, history
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    """The FastAPI application (used by ``anima serve`` and by tests with uvicorn)."""
+    config = config or ServeConfig()
+    config.check()
+    app = FastAPI(title="anima", version=str(PROTOCOL_VERSION))
+    app.state.config = config
+    app.state.sessions = {}
+    app.state.metrics = []  # one dict per finished session (for the load benchmark)
+    ids = itertools.count(1)
+
+    def authorised(token: str | None) -> bool:
+        return config.token is None or (token is not None and secrets.compare_digest(token, config.token))
+
+    @app.get("/")
+    async def index(request: Request) -> FileResponse:
+        if not authorised(request.query_params.get("token")):
+            raise HTTPException(status_code=401, detail="missing or wrong token")
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    async def static(name: str, request: Request) -> FileResponse:
+        if not authorised(request.query_params.get("token")) and config.token is not None:
+            raise HTTPException(status_code=401, detail="missing or wrong token")
+        if name not in WEB_FILES:
+            raise HTTPException(status_code=404, detail=f"no file {name!r}")
+        return FileResponse(WEB_DIR / name, media_type=WEB_FILES[name])
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True, "sessions": len(app.state.sessions), "protocol": PROTOCOL_VERSION})
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await ws.accept()
+        session_id = next(ids)
+        try:
+            await _serve_session(ws, session_id)
+        except WebSocketDisconnect:
+            pass
+        except Exception:  # one session's failure never touches the others
+            log.exception("session %d failed", session_id)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1011)
+        finally:
+            app.state.sessions.pop(session_id, None)
+
+    async def _close(ws: WebSocket, code: int, message: str) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send_text(json.dumps({"type": "error", "message": message, "fatal": True}))
+            await ws.close(code=code)
+
+    async def _serve_session(ws: WebSocket, session_id: int) -> None:
+        query_token = ws.query_params.get("token")
+        if len(app.state.sessions) >= config.max_sessions:
+            await _close(ws, 1013, f"server busy: {config.max_sessions} sessions already")
+            return
+        try:
+            raw = await asyncio.wait_for(ws.receive_text(), timeout=config.hello_timeout_s)
+            hello = parse_hello(parse_json(raw))
+        except TimeoutError:
+            await _close(ws, 1008, "no hello within the time limit")
+            return
+        except ProtocolError as exc:
+            await _close(ws, 1008, str(exc))
+            return
+        except (KeyError, RuntimeError):
+            await _close(ws, 1008, "the first message must be a JSON text message 'hello'")
+            return
+        if not authorised(hello.token or query_token):
+            await _close(ws, 1008, "missing or wrong token")
+            return
+        try:
+            thinker = await asyncio.to_thread(_default_thinker, config, hello)
+        except (ValueError, KeyError) as exc:
+            await _close(ws, 1008, f"cannot start this session: {exc}")
+            return
+
+        outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        overflow = asyncio.Event()
+
+        def send(message: Any) -> None:
+            if outgoing.qsize() >= config.max_outgoing:
+                overflow.set()
+                return
+            outgoing.put_nowait(message)
+
+        clock = MediaClock(realtime=True)
+        live = LiveInput(clock)
+        stages, history = _build_stages(config, thinker, ClientSink(send), seed=session_id)
+        session = Session(stages, live, clock, history)
+        app.state.sessions[session_id] = session
+        await ws.send_text(json.dumps({
+            "type": "welcome", "version": PROTOCOL_VERSION, "session": session_id, "sample_rate": 24000, "fps": 25,
+            "character": hello.character, "story_time": hello.story_time, "speech_recognition": bool(config.asr_url),
+        }))
+
+        async def writer() -> None:
+            while True:
+                message = await outgoing.get()
+                if isinstance(message, bytes):
+                    await ws.send_bytes(message)
+                else:
+                    await ws.send_text(message if isinstance(message, str) else json.dumps(message))
+
+        async def reader() -> str:
+            limiter, errors = _RateLimiter(config.rate_per_s, config.burst), 0
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return "disconnected"
+                if not limiter.allow():
+                    return "rate limit exceeded"
+                try:
+                    if message.get("bytes") is not None:
+                        data = message["bytes"]
+                        live.add_audio(parse_user_audio(data))
+                    else:
+                        text = message.get("text") or ""
+                        if len(text) > MAX_MESSAGE_BYTES:
+                            raise ProtocolError(f"message too large ({len(text)} bytes; limit {MAX_MESSAGE_BYTES})")
+                        msg = parse_json(text)
+                        match msg["type"]:
+                            case "text":
+                                live.add_text(parse_text(msg))
+                            case "ping":
+                                send({"type": "pong", "t": msg.get("t")})
+                            case other:
+                                raise ProtocolError(f"unknown message type {other!r}; expected text or ping")
+                except ProtocolError as exc:
+                    errors += 1
+                    send({"type": "error", "message": str(exc)})
+                    if errors >= config.max_errors:
+                        return f"too many protocol errors ({errors})"
+
+        run_task = asyncio.create_task(session.run())
+        write_task = asyncio.create_task(writer())
+        read_task = asyncio.create_task(reader())
+        overflow_task = asyncio.create_task(overflow.wait())
+        done, _ = await asyncio.wait({run_task, write_task, read_task, overflow_task}, return_when=asyncio.FIRST_COMPLETED)
+        reason = "session ended"
+        if read_task in done and not read_task.cancelled() and read_task.exception() is None:
+            reason = read_task.result()
+        elif overflow_task in done:
+            reason = "client too slow: outgoing queue full"
+        live.closed = True
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(run_task), timeout=5)
+        for task in (write_task, read_task, overflow_task, run_task):
+            task.cancel()
+        m = session.pipeline.metrics
+        app.state.metrics.append({
+            "session": session_id, "reason": reason, "reply_latency_s": list(m.reply_latency_s),
+            "barge_in_latency_s": list(m.barge_in_latency_s), "underrun_ticks": m.underrun_ticks, "late_ticks": m.late_ticks,
+            "history": [(t.speaker, t.text, t.interrupted) for t in history.turns],
+        })
+        if reason not in ("disconnected", "session ended"):
+            await _close(ws, 1008, reason)
+        else:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    return app

@@ -1,0 +1,41 @@
+"""``anima serve``: run the live duplex server and its web client."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the live server and web client (FastAPI + WebSockets)",
+                       description="Serve the live avatar: open http://HOST:PORT/ in a browser, pick a character, type or talk. "
+                                   "Binds 127.0.0.1 by default; any other address requires --token.")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--token", default=None, help="shared secret clients must send (?token=... in the page URL)")
+    p.add_argument("--world", type=Path, default=None, help="story thinker's world database (default: the shipped one)")
+    p.add_argument("--face", default="procedural", choices=["procedural", "unils"], help="face animator")
+    p.add_argument("--body", default="procedural", choices=["procedural", "flood"], help="body animator")
+    p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1")
+    p.add_argument("--asr-model", default="whisper-1", help="model name sent to the transcription server")
+    p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import uvicorn
+
+    from anima.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, face=args.face, body=args.body,
+                         asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions)
+    try:
+        app = create_app(config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"anima: open http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else ""))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=64 * 1024)
+    return 0
