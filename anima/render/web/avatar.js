@@ -99,7 +99,7 @@ const Avatar = (() => {
       const raise = 0.6 * w(K.browInnerUp) + 0.5 * w(browOuterI) - 0.6 * w(browDownI);
       const by = ey - u * 0.25 - raise * u * 0.12, inner = ey - u * 0.25 - (w(K.browInnerUp) - w(browDownI)) * u * 0.14;
       ctx.strokeStyle = C.hair; ctx.lineWidth = u * 0.07; ctx.lineCap = "round"; ctx.beginPath();
-      ctx.moveTo(ex - s * u * 0.16 * -1 - s * u * 0.32, by + u * 0.02); ctx.quadraticCurveTo(ex, by - u * 0.05, ex - s * u * 0.17, inner);
+      ctx.moveTo(ex + s * u * 0.22, by + u * 0.03); ctx.quadraticCurveTo(ex + s * u * 0.02, by - u * 0.07, ex - s * u * 0.18, inner);
       ctx.stroke();
     }
     // nose
@@ -131,7 +131,9 @@ const Avatar = (() => {
     const tag = (x, name, color, active, level) => {
       ctx.fillStyle = active ? color : C.tagBg; ctx.strokeStyle = color; ctx.lineWidth = 2;
       ctx.beginPath(); ctx.roundRect(x, 12, 190, 30, 15); ctx.fill(); ctx.stroke();
-      ctx.fillStyle = C.text; ctx.font = "bold 15px DejaVu Sans, sans-serif"; ctx.fillText(name.slice(0, 12), x + 14, 32);
+      ctx.fillStyle = C.text; ctx.font = "bold 15px DejaVu Sans, sans-serif";
+      let label = name; while (label.length > 3 && ctx.measureText(label).width > 96) label = label.slice(0, -2) + "\u2026";
+      ctx.fillText(label, x + 14, 32);
       for (let i = 0; i < 8; i++) { ctx.fillStyle = i < Math.round(level * 8) ? C.text : C.meterOff; ctx.fillRect(x + 120 + i * 8, 20, 5, 14); }
     };
     const fx = faceBox[0];
