@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 SYSTEM_PACKAGES := espeak-ng libespeak-ng1
+TEST_SYSTEM_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps install bench lint clean
+.PHONY: demo test system-deps test-system-deps install serve bench lint clean
 
 system-deps:
 	@if ! ldconfig -p | grep -q 'libespeak-ng.so.1'; then \
@@ -31,8 +32,17 @@ install: system-deps $(VENV)/.installed
 demo: install
 	$(VENV)/bin/anima demo -o out/demo.mp4 --report out/demo.json
 
-test: system-deps $(VENV)/.installed-test
+test-system-deps: system-deps
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing system packages for the browser tests: $(TEST_SYSTEM_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(TEST_SYSTEM_PACKAGES); \
+	fi
+
+test: test-system-deps $(VENV)/.installed-test
 	$(PY) -m pytest -q
+
+serve: install
+	$(VENV)/bin/anima serve
 
 bench: install
 	$(PY) benchmarks/pipeline.py

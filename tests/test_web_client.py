@@ -8,7 +8,6 @@ fell silent within 150 ms of the user's speech onset with no further audio from 
 import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

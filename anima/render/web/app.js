@@ -12,7 +12,7 @@ const S = {
   cancelled: new Set(), serverCut: new Set(), agentUntil: 0, agentText: "", words: [], userCaption: "",
   userSpeaking: false, agentState: "idle", levels: { agent: 0, user: 0 }, character: "nemo",
   mic: { on: false, stream: null, node: null, pending: [], pendingLen: 0, seq: 0, frame: [], frameLen: 0,
-         frameStart: 0, noiseDb: -70, run: 0, silent: 0, speaking: false, runStartCtx: 0 },
+         frameStart: 0, levels: [], run: 0, silent: 0, speaking: false, runStartCtx: 0 },
 };
 const metrics = { audioChunks: 0, lateChunks: 0, motionFrames: 0, droppedAfterInterrupt: 0, receivedAfterServerInterrupt: 0,
                   playedAfterInterrupt: 0, bargeIns: [], serverInterrupts: [], states: [], errors: [], turnsStarted: 0 };
@@ -169,7 +169,8 @@ function onMicBlock(samples, blockTime) {
     new Int16Array(out, HEADER_BYTES).set(pcm);
     if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(out);
   }
-  // Local voice activity: 20 ms frames, adaptive floor, 40 ms of speech confirms an onset.
+  // Local voice activity, as anima/core/vad.py: 20 ms frames, noise floor = quietest frame of the
+  // last 1.5 s, voiced 9 dB above it (and above -50 dBFS), 40 ms of speech confirms an onset.
   if (m.frameLen === 0) m.frameStart = blockTime;
   m.frame.push(samples); m.frameLen += samples.length;
   if (m.frameLen < 480) return;
@@ -178,8 +179,8 @@ function onMicBlock(samples, blockTime) {
   const db = 10 * Math.log10(energy / n + 1e-12), start = m.frameStart;
   m.frame = []; m.frameLen = 0;
   S.levels.user = Math.min(1, Math.max(0, (db + 50) / 40));
-  const voiced = db > -50 && db > m.noiseDb + 12;
-  if (!voiced) m.noiseDb += (db < m.noiseDb ? 0.3 : 0.02) * (db - m.noiseDb);
+  m.levels.push(db); if (m.levels.length > 75) m.levels.shift();
+  const voiced = db > -50 && db > Math.min(...m.levels) + 9;
   if (voiced) {
     if (m.run === 0) m.runStartCtx = start;
     m.run++; m.silent = 0;
