@@ -141,3 +141,43 @@ def test_realtime_mode_runs_the_same_code_on_the_wall_clock():
     assert result.wall_s >= 0.9 * result.media_s
     assert [t.speaker for t in result.history.turns] == ["user", "agent"]
     assert result.metrics.reply_latency_s and result.metrics.reply_latency_s[0] < 0.5
+
+
+class _TypedUser:
+    """Types the given texts at the given media times, then waits for the agent to finish."""
+
+    def __init__(self, texts):
+        self.texts = sorted(texts)
+        self.stops = 0
+
+    def frames_for_tick(self, pts_ns, tick_ns):
+        from anima.core.frames import UserTextFrame
+
+        due = [t for t in self.texts if t[0] * NS_PER_S <= pts_ns]
+        self.texts = [t for t in self.texts if t not in due]
+        return [UserTextFrame(text, pts_ns=pts_ns) for _, text in due]
+
+    def observe(self, frame):
+        if isinstance(frame, AgentStoppedSpeakingFrame):
+            self.stops += 1
+
+    def finished(self, now_ns):
+        return not self.texts and self.stops >= 2 or now_ns > 20 * NS_PER_S
+
+
+def test_a_reply_that_arrives_while_another_plays_is_queued_not_merged():
+    """Two typed questions 0.1 s apart: the second reply starts when the first ends (no overlap)."""
+    from anima.core.frames import UserTextFrame  # noqa: F401
+
+    history = ConversationHistory()
+    after = FrameRecorder("after")
+    stages = [TurnTaking(barge_in=False), ThinkerStage(ScriptedThinker([ActionPlan("one two three"), ActionPlan("four five")]), history),
+              TalkerStage(ToneTTS()), Playout(), after]
+    result = asyncio.run(Session(stages, _TypedUser([(0.2, "first"), (0.3, "second")]), MediaClock(), history).run())
+    started = after.of_type(AgentStartedSpeakingFrame)
+    stopped = after.of_type(AgentStoppedSpeakingFrame)
+    assert [s.turn_id for s in started] == [s.turn_id for s in stopped] and len(started) == 2
+    assert started[1].pts_ns >= stopped[0].pts_ns, "the second reply starts after the first one ends"
+    assert [t.text for t in result.history.turns if t.speaker == "agent"] == ["one two three", "four five"]
+    played = after.of_type(PlayedAudioFrame)
+    assert sum(int(np.count_nonzero(p.samples)) for p in played) == pytest.approx(5 * ToneTTS.word_s * 24000, rel=0.01)

@@ -77,7 +77,7 @@ class TurnTaking(Stage):
             case UserTextFrame():
                 text = frame.text.strip()
                 if text:
-                    if self.agent_speaking or self.awaiting_reply:
+                    if self.barge_in and (self.agent_speaking or self.awaiting_reply):
                         await self._interrupt(self.clock.now_ns(), reason="user typed")
                     self._transcript.append(text)
                     self._transcript_final = True

@@ -32,22 +32,27 @@ FADE_S = 0.005
 
 
 class _Utterance:
-    """Playback state of one agent turn."""
+    """Playback state of one agent turn, with the audio received for it and not yet played."""
 
     def __init__(self, turn_id: int, text: str, start_ns: int) -> None:
         self.turn_id = turn_id
         self.text = text
-        self.start_ns = start_ns  # media time of its first sample
+        self.start_ns = start_ns  # media time of its first sample (planned, then actual)
         self.words: list[tuple[float, SpeechEvent]] = []  # (absolute time s, event)
+        self.buffer = np.zeros(0, dtype=np.float32)
         self.played = 0  # samples played so far
         self.received = 0  # samples received so far
         self.final = False
         self.started = False
 
+    @property
+    def done(self) -> bool:
+        return self.final and self.played >= self.received
+
     def heard_text(self) -> str:
         """The words whose start has been played (the whole text once fully played)."""
         played_until = self.start_ns / NS_PER_S + self.played / SAMPLE_RATE
-        if self.final and self.played >= self.received:
+        if self.done:
             return self.text
         heard = [ev for t, ev in self.words if t < played_until]
         if not heard:
@@ -59,18 +64,24 @@ class _Utterance:
 
 
 class Playout(Stage):
-    """Releases one tick of agent audio per clock tick; owns barge-in and the heard text."""
+    """Releases one tick of agent audio per clock tick; owns barge-in and the heard text.
+
+    Utterances queue up in order: a reply that arrives while the previous one is still playing
+    starts right after it, and each gets its own started/stopped events.
+    """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__(name="playout")
         self.sample_rate = sample_rate
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._utterance: _Utterance | None = None
+        self._utterances: list[_Utterance] = []  # the head is playing (or about to)
         self._next_play_ns = 0  # media time of the next sample to be played
         self._fade_tail = np.zeros(0, dtype=np.float32)
         self._scheduled: list[tuple[float, SpeechEvent]] = []
         self._cancelled_turns: set[int] = set()
         self._pending_stop: AgentStoppedSpeakingFrame | None = None
+
+    def _ns(self, samples: int) -> int:
+        return int(samples * NS_PER_S / self.sample_rate)
 
     async def process_frame(self, frame: Frame, direction: Direction) -> None:
         match frame:
@@ -86,17 +97,18 @@ class Playout(Stage):
         if frame.turn_id in self._cancelled_turns:
             self.metrics.dropped_frames[self.name] += 1
             return
-        u = self._utterance
-        if u is None or u.turn_id != frame.turn_id:
-            start_ns = self._next_play_ns + int(self._buffer.size * NS_PER_S / self.sample_rate)
-            u = self._utterance = _Utterance(frame.turn_id, frame.text, start_ns)
+        u = next((x for x in self._utterances if x.turn_id == frame.turn_id), None)
+        if u is None:
+            queued = sum(x.buffer.size for x in self._utterances)
+            u = _Utterance(frame.turn_id, frame.text, self._next_play_ns + self._ns(queued))
+            self._utterances.append(u)
         start_s = u.start_ns / NS_PER_S
         for ev in frame.events:
             item = (start_s + ev.time_s, ev)
             self._scheduled.append(item)
             if ev.kind == "word":
                 u.words.append(item)
-        self._buffer = np.concatenate([self._buffer, frame.samples.astype(np.float32)])
+        u.buffer = np.concatenate([u.buffer, frame.samples.astype(np.float32)])
         u.received += frame.samples.size
         u.final = u.final or frame.final
 
@@ -106,53 +118,56 @@ class Playout(Stage):
         if self._fade_tail.size:
             out[: self._fade_tail.size] = self._fade_tail[:n]
             self._fade_tail = np.zeros(0, dtype=np.float32)
-        u = self._utterance
-        take = min(n, self._buffer.size) if u is not None else 0
-        if take:
-            out[:take] = self._buffer[:take]
-            self._buffer = self._buffer[take:]
-        self._next_play_ns = tick.pts_ns + tick.duration_ns
-        events, self._scheduled = tuple(self._scheduled), []
-        turn_id = u.turn_id if u is not None else None
-        if u is not None:
+        turn_id = self._utterances[0].turn_id if self._utterances else None
+        filled = 0
+        stopped: list[_Utterance] = []
+        while self._utterances and filled < n:
+            u = self._utterances[0]
+            take = min(n - filled, u.buffer.size)
             if take and not u.started:
                 u.started = True
+                u.start_ns = tick.pts_ns + self._ns(filled)
                 for d in (DOWN, UP):
-                    await self.push_frame(AgentStartedSpeakingFrame(turn_id=u.turn_id, text=u.text, pts_ns=tick.pts_ns), d)
+                    await self.push_frame(AgentStartedSpeakingFrame(turn_id=u.turn_id, text=u.text, pts_ns=u.start_ns), d)
+            out[filled : filled + take] += u.buffer[:take]
+            u.buffer = u.buffer[take:]
             u.played += take
-            if u.started and take < n and not u.final:
-                self.metrics.underrun_ticks += 1
+            filled += take
+            if u.done:
+                stopped.append(self._utterances.pop(0))
+                continue
+            if u.started and filled < n:
+                self.metrics.underrun_ticks += 1  # mid-utterance and the Talker is late
+            break
+        self._next_play_ns = tick.pts_ns + tick.duration_ns
+        events, self._scheduled = tuple(self._scheduled), []
         await self.push_frame(PlayedAudioFrame(out, turn_id, events, pts_ns=tick.pts_ns))
-        if u is not None and u.final and u.played >= u.received:
-            self._utterance = None
-            end_ns = u.start_ns + int(u.played * NS_PER_S / self.sample_rate)
+        for u in stopped:
+            stop = AgentStoppedSpeakingFrame(
+                turn_id=u.turn_id, heard_text=u.text, played_s=u.played / self.sample_rate, pts_ns=u.start_ns + self._ns(u.played)
+            )
             for d in (DOWN, UP):
-                await self.push_frame(
-                    AgentStoppedSpeakingFrame(turn_id=u.turn_id, heard_text=u.text, played_s=u.played / self.sample_rate, pts_ns=end_ns), d
-                )
+                await self.push_frame(dataclasses.replace(stop), d)
 
     async def on_interruption(self, frame: InterruptionFrame) -> None:
-        u = self._utterance
+        playing = self._utterances[0] if self._utterances and self._utterances[0].started else None
         fade_n = int(FADE_S * self.sample_rate)
-        tail = self._buffer[:fade_n]
-        self._fade_tail = (tail * np.linspace(1.0, 0.0, tail.size, dtype=np.float32)) if u is not None and u.started else np.zeros(0, np.float32)
-        self._buffer = np.zeros(0, dtype=np.float32)
+        tail = playing.buffer[:fade_n] if playing is not None else np.zeros(0, np.float32)
+        self._fade_tail = tail * np.linspace(1.0, 0.0, tail.size, dtype=np.float32)
+        self._cancelled_turns.update(u.turn_id for u in self._utterances)
+        self._utterances = []
         self._scheduled = []
-        self._utterance = None
-        if u is None:
+        if playing is None:
             return
-        self._cancelled_turns.add(u.turn_id)
         # Audio up to the next tick boundary is already out of the device; silence follows the fade.
-        silent_ns = max(self.clock.now_ns(), self._next_play_ns) + int(self._fade_tail.size * NS_PER_S / self.sample_rate)
-        if not u.started:
-            return
+        silent_ns = max(self.clock.now_ns(), self._next_play_ns) + self._ns(self._fade_tail.size)
         latency_s = (silent_ns - frame.onset_pts_ns) / NS_PER_S
         self.metrics.barge_in_latency_s.append(latency_s)
         if self.clock.realtime:
             self.metrics.barge_in_wall_latency_s.append(latency_s)
-        u.played = min(u.played, u.received)
         stopped = AgentStoppedSpeakingFrame(
-            turn_id=u.turn_id, interrupted=True, heard_text=u.heard_text(), played_s=u.played / self.sample_rate, pts_ns=silent_ns
+            turn_id=playing.turn_id, interrupted=True, heard_text=playing.heard_text(),
+            played_s=playing.played / self.sample_rate, pts_ns=silent_ns,
         )
         # The interruption itself is forwarded after this (base class); the turn event goes both ways.
         await self.push_frame(stopped, UP)

@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "render" / "web"
 WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "avatar.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# espeak-ng voices per character (any other character speaks with the default).
+CHARACTER_VOICES = {"nemo": "en-gb+m3", "aronnax": "en-gb-x-rp+m1", "conseil": "en-gb+m5", "ned": "en-us+m7"}
+DEFAULT_VOICE = "en-gb+m3"
+LIVE_SESSION_MAX_S = 24 * 3600.0
 
 
 @dataclass
@@ -102,7 +106,7 @@ def _default_thinker(config: ServeConfig, hello: Hello) -> Thinker:
     return StoryThinker.create(character=hello.character, story_time=hello.story_time, world=config.world)
 
 
-def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int) -> tuple[list, ConversationHistory]:
+def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int, voice: str) -> tuple[list, ConversationHistory]:
     from anima.body.procedural import ProceduralBody
     from anima.body.stage import BodyStage
     from anima.face.procedural import ProceduralFace
@@ -127,7 +131,6 @@ def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed:
     stages: list = []
     if config.asr_url:
         stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
-    voice = "en-gb+m3"
     stages += [
         TurnTaking(),
         ThinkerStage(thinker, history),
@@ -228,8 +231,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
         clock = MediaClock(realtime=True)
         live = LiveInput(clock)
-        stages, history = _build_stages(config, thinker, ClientSink(send), seed=session_id)
-        session = Session(stages, live, clock, history)
+        voice = CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE)
+        stages, history = _build_stages(config, thinker, ClientSink(send), seed=session_id, voice=voice)
+        session = Session(stages, live, clock, history, max_duration_s=LIVE_SESSION_MAX_S)
         app.state.sessions[session_id] = session
         await ws.send_text(json.dumps({
             "type": "welcome", "version": PROTOCOL_VERSION, "session": session_id, "sample_rate": 24000, "fps": 25,

@@ -97,6 +97,8 @@ class TalkerStage(Stage):
             if self.clock.realtime and synth.chunks.empty():
                 return
             item = await synth.chunks.get()
+            if synth is not self._current:
+                return  # interrupted while waiting: this synthesis is abandoned
             if item is None:
                 synth.done = True
                 if synth.first_chunk_seen and not synth.final_sent:
