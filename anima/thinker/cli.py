@@ -1,0 +1,135 @@
+"""Thinker commands for the ``anima`` CLI: ``anima world build|info`` and ``anima eval thinker``.
+
+    anima world build NOVEL_DIR -o world.db [--embedder minilm|hash] [--force] [--llm-url URL --llm-model M]
+    anima world info world.db
+    anima eval thinker --suite DIR [--world world.db] [--no-gate] [--report out.json]
+                       [--llm-url URL --llm-model M] [--judge-url URL --judge-model M]
+
+``register(subparsers)`` adds them; each parser's ``func(args)`` returns the exit code (2 = bad input,
+with a one-line message naming it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _llm_config(url: str | None, model: str | None, timeout_s: float):
+    if not url:
+        return None
+    from anima.thinker.llm import LLMConfig
+
+    return LLMConfig(base_url=url, model=model or "default", api_key=os.environ.get("ANIMA_LLM_API_KEY") or None,
+                     timeout_s=timeout_s)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _world_build(args: argparse.Namespace) -> int:
+    from anima.thinker.build import build_world
+    from anima.thinker.embed import EmbedderError
+    from anima.thinker.extract import NovelError
+
+    llm_extractor = None
+    config = _llm_config(args.llm_url, args.llm_model, args.llm_timeout_s)
+    if config is not None:
+        from anima.thinker.extract_llm import LLMExtractor
+
+        llm_extractor = LLMExtractor(config)
+    try:
+        result = build_world(args.novel_dir, args.output, embedder=args.embedder, force=args.force,
+                             llm_extractor=llm_extractor, llm_name=config.model if config else None,
+                             progress=not args.quiet)
+    except (NovelError, EmbedderError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    if result.skipped:
+        print(f"{result.path} is up to date (build {result.build_id}); use --force to rebuild")
+    else:
+        c = result.counts
+        print(f"wrote {result.path}: {c['entities']} entities, {c['facts']} facts, {c['lines']} lines, "
+              f"{result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s (build {result.build_id})")
+    return 0
+
+
+def _world_info(args: argparse.Namespace) -> int:
+    from anima.thinker.world import World, WorldError, world_info
+
+    try:
+        with World.open(args.world, readonly=True) as world:
+            print(json.dumps(world_info(world), indent=2))
+    except WorldError as exc:
+        return _error(str(exc))
+    return 0
+
+
+def _eval_thinker(args: argparse.Namespace) -> int:
+    from anima.thinker.evaluate import SUITE_DIR, Judge, SuiteError, format_report, load_suites, run_suites
+    from anima.thinker.world import World, WorldError
+
+    try:
+        suites = load_suites(args.suite or SUITE_DIR)
+        if args.only:
+            suites = {k: v for k, v in suites.items() if k in args.only}
+        world = World.open(args.world, readonly=True) if args.world else World.open_default(readonly=True)
+    except (SuiteError, WorldError) as exc:
+        return _error(str(exc))
+    llm = _llm_config(args.llm_url, args.llm_model, args.llm_timeout_s)
+    judge_config = _llm_config(args.judge_url, args.judge_model, args.llm_timeout_s)
+    judge = Judge(judge_config) if judge_config else None
+    report = run_suites(suites, world, gate=not args.no_gate, llm=llm, judge=judge, progress=not args.quiet)
+    print(format_report(report))
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        print(f"report: {args.report}")
+    return 0
+
+
+def _add_llm_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--llm-url", default=None, help=f"OpenAI-compatible server for {what} (e.g. http://localhost:8080/v1)")
+    p.add_argument("--llm-model", default=None, help="model name on that server")
+    p.add_argument("--llm-timeout-s", type=float, default=30.0, help="per-request timeout (default 30 s)")
+
+
+def register(subparsers) -> None:
+    """Add ``world`` (build, info) and ``eval`` (thinker) to the anima CLI."""
+    world = subparsers.add_parser("world", help="build or inspect a story world database",
+                                  description="Story worlds: a novel's knowledge graph with story times (SQLite).")
+    world_sub = world.add_subparsers(dest="world_command", required=True)
+    build = world_sub.add_parser("build", help="build a world database from a novel directory",
+                                 description="Read a novel (one .txt per chapter, in reading order), extract entities, "
+                                             "facts and quoted lines with their story times, embed them, and write the "
+                                             "world database atomically.")
+    build.add_argument("novel_dir", type=Path, help="directory of chapter .txt files")
+    build.add_argument("-o", "--output", type=Path, required=True, help="world database to write (e.g. world.db)")
+    build.add_argument("--embedder", default="minilm", help="minilm (default, offline MiniLM) or hash (no model, tests)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_llm_options(build, "LLM extraction (optional)")
+    build.set_defaults(func=_world_build)
+    info = world_sub.add_parser("info", help="print a world's counts and metadata as JSON")
+    info.add_argument("world", type=Path, help="world database")
+    info.set_defaults(func=_world_info)
+
+    evaluate = subparsers.add_parser("eval", help="evaluate a module against its suites",
+                                     description="Evaluation suites of the modules.")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
+    thinker = eval_sub.add_parser("thinker", help="timeline coherence, controls and robustness of the story thinker",
+                                  description="Run the thinker suites (keyword scoring; optional LLM judge).")
+    thinker.add_argument("--suite", type=Path, default=None, help="suite directory (default: the shipped suites)")
+    thinker.add_argument("--world", type=Path, default=None, help="world database (default: the shipped world)")
+    thinker.add_argument("--no-gate", action="store_true", help="switch the narrative-present gate off (ablation)")
+    thinker.add_argument("--only", nargs="+", default=None, help="run only these suites (timeline controls robustness)")
+    thinker.add_argument("--report", type=Path, default=None, help="write the full report (every item) as JSON")
+    thinker.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_llm_options(thinker, "the thinker's answers (default: the offline responder)")
+    thinker.add_argument("--judge-url", default=None, help="OpenAI-compatible server for an LLM judge (optional)")
+    thinker.add_argument("--judge-model", default=None, help="judge model name")
+    thinker.set_defaults(func=_eval_thinker)

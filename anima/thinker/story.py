@@ -1,0 +1,168 @@
+"""The story thinker: a character of the novel, at a story time, with memory, behind the gate.
+
+    thinker = StoryThinker.create(character="nemo", story_time=12)          # shipped world, offline
+    plan = thinker.respond("Who are you?", ThinkerContext(history=[...]))
+
+    # with a chat model (llama.cpp, vLLM, Ollama, OpenAI): set these, or pass llm=LLMConfig(...)
+    ANIMA_LLM_URL=http://localhost:8080/v1 ANIMA_LLM_MODEL=qwen2.5 anima render ... --thinker story
+
+Per turn: the heard history goes into the short-term memory; the utterance is read (intent); the
+embedded responder (default) or the LLM responder answers from the gated retrieval; the turn, the
+session state and anything the visitor said about themselves are written to the world database in
+one transaction. A failure anywhere gives an in-character fallback line, never an exception into
+the runtime. ``respond`` is thread-safe (one turn at a time per thinker).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from anima.core.plan import ActionPlan
+from anima.thinker.base import ThinkerContext
+from anima.thinker.embedded import EmbeddedResponder, Reply
+from anima.thinker.intent import Intent, read_intent
+from anima.thinker.llm import ChatClient, LLMConfig
+from anima.thinker.llm_responder import LLMResponder
+from anima.thinker.memory import SessionStore, ShortTermMemory
+from anima.thinker.persona import Persona, load_persona
+from anima.thinker.retrieval import Retriever
+from anima.thinker.world import World
+
+log = logging.getLogger(__name__)
+
+MIN_VOCABULARY = 5000  # words; below this the "word the novel never uses" signal is off
+_retrievers: dict[tuple[str, bool, str], Retriever] = {}
+_retrievers_lock = threading.Lock()
+
+
+def llm_config_from_env() -> LLMConfig | None:
+    """``ANIMA_LLM_URL`` (+ ``ANIMA_LLM_MODEL``, ``ANIMA_LLM_API_KEY``, ``ANIMA_LLM_TIMEOUT_S``), or None."""
+    url = os.environ.get("ANIMA_LLM_URL")
+    if not url:
+        return None
+    return LLMConfig(base_url=url, model=os.environ.get("ANIMA_LLM_MODEL", "default"),
+                     api_key=os.environ.get("ANIMA_LLM_API_KEY") or None,
+                     timeout_s=float(os.environ.get("ANIMA_LLM_TIMEOUT_S", "20")))
+
+
+def check_story_time(story_time: object, chapters: int) -> int:
+    """The story time as an int in 1..chapters, or a ValueError that says the valid range."""
+    if isinstance(story_time, bool) or not isinstance(story_time, int):
+        raise ValueError(f"story time must be a chapter number 1..{chapters}, got {story_time!r}")
+    if not 1 <= story_time <= chapters:
+        raise ValueError(f"story time {story_time} is outside the story: chapters run 1..{chapters}")
+    return story_time
+
+
+def shared_retriever(world: World) -> Retriever:
+    """One retriever (vectors in memory) per world file and mode, shared by the thinkers of a process."""
+    key = (str(world.path.resolve()), world.readonly, world.meta.get("build_id", ""))
+    with _retrievers_lock:
+        if key not in _retrievers:
+            _retrievers[key] = Retriever(world)
+        return _retrievers[key]
+
+
+@dataclass
+class TurnTrace:
+    """What the last turn did (for tests, the evaluation and debugging)."""
+
+    intent: Intent
+    reply: Reply
+    story_time: int
+    fallback_reason: str | None = None
+
+
+class StoryThinker:
+    """A ``Thinker`` for a character of the novel at a story time (see the module docstring)."""
+
+    def __init__(self, world: World, persona: Persona, story_time: int, retriever: Retriever,
+                 llm: LLMConfig | None = None, user_id: str = "default", remember: bool = True, gate: bool = True,
+                 memory_budget_tokens: int = 600) -> None:
+        self.world, self.persona, self.retriever = world, persona, retriever
+        self.story_time = check_story_time(story_time, world.chapters)
+        self.user_id, self.gate = user_id, gate
+        self.memory = ShortTermMemory(budget_tokens=memory_budget_tokens, goals=list(persona.goals[:2]))
+        self.embedded = EmbeddedResponder(retriever, persona)
+        self.llm = LLMResponder(ChatClient(llm), retriever, persona, self.embedded) if llm else None
+        self.session = SessionStore(world, retriever, retriever.embedder, user_id, persona.key, self.story_time, remember)
+        self.last: TurnTrace | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, character: str = "nemo", story_time: int | None = None, world: str | Path | World | None = None,
+               user_id: str | None = None, remember: bool = True, gate: bool = True,
+               llm: LLMConfig | None = None) -> StoryThinker:
+        """A thinker for ``character`` (nemo, aronnax, conseil, ned) at ``story_time`` (chapter 1..47;
+        default: where this user's last session with the character left off, else the persona's
+        default). ``world``: a world file (default: the shipped one). The LLM backend comes from
+        ``llm`` or the ANIMA_LLM_* environment; without one the offline responder answers.
+
+        Raises ValueError (PersonaError, WorldError) with a clear message on bad arguments."""
+        persona = load_persona(character)
+        if isinstance(world, World):
+            opened = world
+        elif world is None:
+            opened = World.open_default(readonly=not remember)
+        else:
+            opened = World.open(Path(world), readonly=not remember)
+        user = user_id or os.environ.get("ANIMA_USER", "default")
+        if story_time is None:
+            story_time = SessionStore.last_story_time(opened, user, persona.key) or persona.default_story_time
+            story_time = min(max(1, story_time), opened.chapters)
+        check_story_time(story_time, opened.chapters)
+        return cls(opened, persona, story_time, shared_retriever(opened), llm or llm_config_from_env(), user,
+                   remember, gate)
+
+    def _in_novel(self, word: str) -> bool:
+        """Whether the novel uses ``word`` at all. A small world's vocabulary (a toy novel) is no
+        evidence that a word belongs to another world, so there every word counts as known."""
+        if len(self.retriever.vocab) < MIN_VOCABULARY:
+            return True
+        return self.retriever.known_word(word, None, gate=False)
+
+    def set_story_time(self, story_time: int) -> None:
+        """Move the character's narrative present (saved with the session)."""
+        with self._lock:
+            self.story_time = check_story_time(story_time, self.world.chapters)
+            self.session.set_story_time(self.story_time)
+
+    def respond(self, utterance: str, context: ThinkerContext | None = None) -> ActionPlan:
+        context = context or ThinkerContext()
+        with self._lock:
+            story_time = self.story_time
+            if context.story_time is not None and context.story_time != story_time:
+                try:
+                    story_time = check_story_time(context.story_time, self.world.chapters)
+                except ValueError as exc:
+                    log.warning("ignoring the context's story time: %s", exc)
+            intent = Intent("empty", "")
+            try:
+                self.memory.sync(list(context.history))
+                intent = read_intent(utterance, self.persona, self._in_novel)
+                fallback = None
+                if self.llm is not None:
+                    answer = self.llm.respond(intent, story_time, self.memory, self.user_id, self.gate)
+                    reply, fallback = answer.reply, answer.fallback_reason
+                else:
+                    reply = self.embedded.respond(intent, story_time, self.memory, self.user_id, self.gate)
+            except Exception:  # the runtime must get a reply; say something in character and log why
+                log.exception("story thinker failed on %r", utterance[:80] if isinstance(utterance, str) else utterance)
+                reply = self.embedded._plan("unknown", self.persona.replies["unknown"][0])
+                fallback = "internal error"
+            if intent.kind == "question" and intent.text:
+                self.memory.set_goal(f"answer the visitor: {intent.text[:80]}")
+            self.last = TurnTrace(intent, reply, story_time, fallback)
+            try:
+                self.session.record_turn(intent.text, reply.plan.speech, intent.self_facts, self.memory.summary,
+                                         self.memory.goals)
+            except Exception:  # memory is best-effort: the reply still goes out
+                log.exception("could not save the session turn")
+            return reply.plan
+
+    def close(self) -> None:
+        self.world.close()
