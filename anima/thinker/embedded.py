@@ -13,6 +13,7 @@ Each reply is an ``ActionPlan`` (speech, emotion, gesture, gaze) from the shared
 from __future__ import annotations
 
 import re
+import threading
 import zlib
 from dataclasses import dataclass, field
 
@@ -73,6 +74,10 @@ _BODY = {
 }
 
 
+_PERSONA_VECTORS: dict[tuple, np.ndarray] = {}
+_VECTORS_LOCK = threading.Lock()
+
+
 @dataclass
 class Reply:
     """A plan plus how it was made (for tests, evaluation and the LLM backend's fallback)."""
@@ -105,7 +110,12 @@ class EmbeddedResponder:
         self.narrator = retriever.world.meta.get("narrator") or "Professor Aronnax"
         own = list(persona.lines)
         self._own_lines = own
-        vectors = retriever.embedder.encode([ln.text for ln in own] + [persona.about])
+        texts = tuple([ln.text for ln in own] + [persona.about])
+        key = (retriever.embedder.name, texts)
+        with _VECTORS_LOCK:  # one encoding per persona and embedder per process (evaluations make many thinkers)
+            if key not in _PERSONA_VECTORS:
+                _PERSONA_VECTORS[key] = retriever.embedder.encode(list(texts))
+            vectors = _PERSONA_VECTORS[key]
         self._own_vectors, self._about_vector = vectors[:-1], vectors[-1]
 
     # -- speaking a fact in character --------------------------------------------------------------
