@@ -301,7 +301,8 @@ def _face_track(style: SpeakerStyle, events: list[tuple[float, SpeechEvent]], ow
 # Storage
 
 
-def save_dialogue(path: Path, d: Dialogue, has_audio: tuple[bool, bool] = (True, True)) -> None:
+def save_dialogue(path: Path, d: Dialogue, has_audio: tuple[bool, ...] = (True, True)) -> None:
+    """Write one session atomically (``has_audio`` has one flag per track that carries audio)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez(

@@ -231,19 +231,7 @@ def import_corpus(src: str | Path, out: str | Path, expression_map: str | Path |
 
 def save_single(path: Path, d: Dialogue, has_audio: bool) -> None:
     """A one-speaker session: row 0 is the tracked speaker, row 1 only carries the other audio."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.npz")
-    np.savez(
-        tmp,
-        audio=np.round(np.clip(d.audio, -1, 1) * 32767).astype(np.int16),
-        motion=d.motion.astype(np.float32),
-        features=d.features.astype(np.float16),
-        speaking=d.speaking.astype(bool),
-        energy_db=d.energy_db.astype(np.float32),
-        has_audio=np.array([has_audio], dtype=bool),
-        meta=np.array(json.dumps(d.meta)),
-    )
-    tmp.replace(path)
+    save_dialogue(path, d, (has_audio,))
 
 
 def main(argv: list[str] | None = None) -> int:
