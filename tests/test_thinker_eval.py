@@ -41,6 +41,10 @@ def test_suites_are_large_enough_and_true_to_the_novel(shipped):
     # the check can fail: a "spoiler" the character already knows is no spoiler
     bad = Item("x", "timeline", "nemo", 40, "What happened?", spoilers=["Atlantis"])
     assert "first appears in chapter 33" in validate_suite([bad], texts)[0]
+    heldout = load_suites(SUITE_DIR.parent / "thinker-heldout")
+    assert set(heldout) == {"controls"} and validate_suite(heldout["controls"], texts) == []
+    main_prompts = {i.prompt for items in suites.values() for i in items}
+    assert not main_prompts & {i.prompt for i in heldout["controls"]}  # no question in both
 
 
 def test_the_keyword_scorer_can_fail():

@@ -137,3 +137,41 @@ def test_the_whole_novel_extracts_with_sensible_story_times():
     assert len(ex.facts) > 2000 and len(ex.lines) > 800
     by_speaker = {p.entity: sum(1 for ln in ex.lines if ln.speaker == p.entity) for p in all_personas()}
     assert all(n > 100 for n in by_speaker.values()), by_speaker
+
+
+def _chapter_novel(tmp_path, text: str) -> Path:
+    novel = tmp_path / "novel"
+    novel.mkdir()
+    (novel / "chapter01.txt").write_text("Chapter I: Figures\n\n" + text, encoding="utf-8")
+    return novel
+
+
+def test_a_speech_over_several_paragraphs_and_a_speech_introduced_by_a_colon_keep_their_speaker(tmp_path):
+    novel = _chapter_novel(tmp_path, (
+        "Captain Nemo showed me a drawing of his ship. Then he began his description as follows:\n\n"
+        "\u201cHere, professor, are the dimensions of this boat. The length of this cylinder is exactly seventy meters.\n\n"
+        "\u201cIts breadth of beam is eight meters, and it weighs fifteen hundred tons.\u201d\n\n"
+        "I listened in silence. The Canadian said nothing at all.\n\n"
+        "\u201cThat must be a fine piece of engineering,\u201d Conseil replied.\n\n"
+        "The cutlery bore a Latin motto, and here is its exact duplicate:\n\n"
+        "Mobilis In Mobili\n\n"
+        "We went on with our meal in silence."))
+    ex = _extraction(novel)
+    said = {ln.text.split(".")[0]: (ln.speaker, ln.attribution) for ln in ex.lines}
+    assert said["Here, professor, are the dimensions of this boat"] == ("Captain Nemo", "intro")
+    assert said["Its breadth of beam is eight meters, and it weighs fifteen hundred tons"] == ("Captain Nemo", "intro")
+    assert said["That must be a fine piece of engineering,"][0] == "Conseil"
+    length = next(f for f in ex.facts if "seventy meters" in f.text)
+    assert length.speaker == "Captain Nemo"  # a sentence naming nobody is still the speaker's knowledge
+    motto = next(f for f in ex.facts if "Latin motto" in f.text)
+    assert motto.text.endswith("here is its exact duplicate: Mobilis In Mobili")  # the displayed line is told
+    assert not any(f.text.startswith("Mobilis") for f in ex.facts)
+
+
+def test_shorten_keeps_the_clauses_that_answer_and_never_breaks_one_when_asked():
+    text = ("In 1868, on this 21st day of March, I myself, Captain Nemo, have reached the South Pole at 90 degrees, "
+            "and I hereby claim this entire part of the globe, equal to one-sixth of the known continents.")
+    short = shorten(text, 32, {"march", "day", "reach", "south", "pole"})
+    assert "21st day of March" in short and "reached the South Pole" in short
+    assert shorten(text, 3, {"march"}, whole_clauses=True) == ""
+    assert len(shorten(text, 3, {"march"}).split()) <= 3

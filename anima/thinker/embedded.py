@@ -42,7 +42,8 @@ SECOND_FACT_MARGIN = 0.25  # a second fact is told when it scores within this of
 _ANSWER_TYPES = [
     (re.compile(r"^\s*(?:who|whom)\b", re.I), "character"),
     (re.compile(r"\b(?:which|what) (?:ship|frigate|vessel|boat|steamer)\b|\bname of the (?:ship|frigate|vessel)\b", re.I), "vessel"),
-    (re.compile(r"\bwhere\b|\b(?:which|what) (?:port|place|island|sea|country|city|coast)\b", re.I), "place"),
+    (re.compile(r"\bwhere\b|\b(?:which|what) (?:port|place|island|sea|country|city|coast|strait|channel|gulf|bay|river|"
+                r"ocean|cape|reef|volcano|current|continent|harbou?r)\b", re.I), "place"),
     (re.compile(r"\bhow (?:long|many|much|far|deep|fast|big|old|wide|high|large)\b|\bwhat (?:day|date|year|month|time)\b"
                 r"|\bwhen\b", re.I), "number"),
     (re.compile(r"\b(?:what|which) (?:animal|creature|beast|fish|monster)\b", re.I), "creature"),
@@ -52,6 +53,20 @@ _ANSWER_TYPES = [
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
                      r"sixty|seventy|eighty|ninety|hundred|thousand|million|January|February|March|April|May|June|July|"
                      r"August|September|October|November|December)\b", re.I)
+# A measuring question is answered by a number with a unit of its kind ("how long" -> "seventy
+# meters"), not by any number in a sentence that shares its words.
+_UNIT = r"(?:\s*(?:-|metric|square|cubic|nautical))?\s*"
+_MEASURES = [
+    (re.compile(r"\bhow (?:long|tall|high|wide|broad|far)\b", re.I),
+     r"(?:meters?|metres?|centimeters?|kilometers?|feet|foot|yards?|inches|miles?|leagues?|fathoms?|"
+     r"days?|hours?|weeks?|months?|years?|minutes?)\b"),
+    (re.compile(r"\bhow (?:deep|far down)\b", re.I), r"(?:meters?|metres?|feet|fathoms?|leagues?)\b"),
+    (re.compile(r"\bhow (?:fast|quick)", re.I), r"(?:knots?|miles? (?:per|an) hour|meters? per)\b"),
+    (re.compile(r"\bhow (?:heavy|big|large)\b", re.I), r"(?:tons?|kilograms?|pounds?|meters?|feet)\b"),
+    (re.compile(r"\bhow old\b", re.I), r"years?\b"),
+]
+_NUMBER_WORD = (r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+                r"forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million)")
 _YOUR_EXPERIENCE = re.compile(r"\b(?:did|have|had|were|was) you\b|\bdid we\b|\bhave we\b", re.I)
 _FIRST_PERSON_GROUP = re.compile(r"\b(?:I|we|us|our|my|me)\b", re.I)
 _DEFINITION = re.compile(r"^\s*(?:who|what) (?:is|was|are|were)\b|^\s*tell me about\b", re.I)
@@ -107,6 +122,7 @@ class EmbeddedResponder:
     def __init__(self, retriever: Retriever, persona: Persona) -> None:
         self.retriever, self.persona = retriever, persona
         self._synonyms: dict[str, set[str]] = {}
+        self._unit: str | None = None  # the unit pattern a measuring question wants (set per question)
         self.narrator = retriever.world.meta.get("narrator") or "Professor Aronnax"
         own = list(persona.lines)
         self._own_lines = own
@@ -245,11 +261,15 @@ class EmbeddedResponder:
         if wanted is None:
             return False
         if wanted == "number":
+            if self._unit is not None:
+                return re.search(rf"\b{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_UNIT}{self._unit}", text, re.I) is not None
             return _NUMBER.search(text) is not None
         found, _ = self.retriever.mentioned_entities(text, None, gate=False)
         kinds = {self.retriever.kinds.get(e) for e in found if e not in asked_about}
-        if wanted == "name":
-            return bool(kinds & {"character", "place", "vessel"}) or re.search(r"(?<!^)(?<![.!?] )\b[A-Z][a-z]+", text) is not None
+        if wanted == "name":  # a name other than those the question already says
+            asked = {w for e in asked_about for w in self.retriever.entities[e].name.split()}
+            capitals = re.findall(r"(?<!^)(?<![.!?] )\b[A-Z][a-z]+", text)
+            return bool(kinds & {"character", "place", "vessel"}) or any(w not in asked for w in capitals)
         return wanted in kinds
 
     def _unknown_terms(self, text: str, focus: list[str], story_time: int, gate: bool) -> list[str]:
@@ -280,6 +300,7 @@ class EmbeddedResponder:
         about = Hit("fact", -1, persona.about, 1.0, 1, None, persona.entity, None, "persona", (), persona.entity,
                     float(self._about_vector @ q))
         wanted = next((kind for pattern, kind in _ANSWER_TYPES if pattern.search(intent.text)), None)
+        self._unit = next((unit for pattern, unit in _MEASURES if pattern.search(intent.text)), None)
         asked_about, _ = self.retriever.mentioned_entities(intent.text, story_time, gate)
         definition = bool(_DEFINITION.search(intent.text)) and bool(asked_about)
         to_you = bool(_TO_YOU.search(intent.text)) and not asked_about
@@ -308,9 +329,9 @@ class EmbeddedResponder:
         if spoken and second is not None:
             first_words = min(len(spoken.split()), MAX_FACT_WORDS - 6)
             room = MAX_REPLY_WORDS - 10 - first_words  # 10: the opener or hedge before the facts
-            if room >= 8:
-                spoken = (f"{shorten(spoken, first_words, self._keep(spoken, focus, wanted, asked_about))} "
-                          f"{shorten(second[2], room, self._keep(second[2], focus, wanted, asked_about))}")
+            told = shorten(second[2], room, self._keep(second[2], focus, wanted, asked_about), whole_clauses=True)
+            if room >= 8 and len(told.split()) >= 4:
+                spoken = f"{shorten(spoken, first_words, self._keep(spoken, focus, wanted, asked_about))} {told}"
         own = self._own_line(q, story_time, gate)
         if best is not None and _YOUR_EXPERIENCE.search(intent.text) and not self._involves_me(best, scored[0][2]):
             best_cov = min(best_cov, CONFIDENT_COVERAGE - 0.2)  # "Did you ...?" needs a memory of their own

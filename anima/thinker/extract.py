@@ -178,9 +178,27 @@ def read_novel(directory: Path) -> list[Chapter]:
 def _sentence_units(chapters: list[Chapter]) -> Iterable[tuple[Chapter, int, str, int, int]]:
     """(chapter, paragraph index, sentence text, start, end) with offsets into the chapter text."""
     for chapter in chapters:
-        for p_index, (para, offset) in enumerate(zip(chapter.paragraphs, chapter.paragraph_offsets(), strict=True)):
-            for start, end in sentences(para):
+        paragraphs, offsets = chapter.paragraphs, chapter.paragraph_offsets()
+        shown = -1  # a short paragraph already told as the end of the sentence that introduced it
+        for p_index, (para, offset) in enumerate(zip(paragraphs, offsets, strict=True)):
+            if p_index == shown:
+                continue
+            spans = sentences(para)
+            for n, (start, end) in enumerate(spans):
+                nxt = paragraphs[p_index + 1] if p_index + 1 < len(paragraphs) else ""
+                if n == len(spans) - 1 and para[start:end].rstrip().endswith(":") and _displayed(nxt):
+                    # "...a Latin motto, and here is its exact duplicate:" + the line shown below it
+                    end_all = offsets[p_index + 1] + len(nxt)
+                    yield chapter, p_index, chapter.text[offset + start:end_all], offset + start, end_all
+                    shown = p_index + 1
+                    continue
                 yield chapter, p_index, para[start:end], offset + start, offset + end
+
+
+def _displayed(paragraph: str) -> bool:
+    """A short line set apart (a motto, an inscription, a name), not a sentence of its own."""
+    return 0 < len(paragraph.split()) <= 8 and not re.search(r"[\u201c\u201d\"]", paragraph) \
+        and not paragraph.rstrip().endswith((".", "?", "!", ":"))
 
 
 def _initial(sentence: str, pos: int) -> bool:
@@ -487,27 +505,66 @@ def _speaker(narration: str, chapter: int, attributions: list[Attribution], ment
     return None
 
 
+def _introducer(narration: str, chapter: int, attributions: list[Attribution], mentions: Mentions,
+                entities: dict[str, Entity], narrator: str | None, prior: list[str]) -> str | None:
+    """Who speaks next, from the narration sentence that introduces a speech with a colon: a
+    speech verb's named subject, the narrator's "I", or "he"/"she" = the last character the
+    paragraph names other than the narrator (else the last other speaker)."""
+    last = re.split(r"(?<=[.!?])\s+", narration.strip())[-1]
+    speaker = _speaker(last, chapter, attributions, mentions, entities, narrator)
+    if speaker not in (None, "<pronoun>"):
+        return speaker
+    if narrator and re.match(r"\s*(?:then\s+|and\s+)?I\b", last, re.IGNORECASE):
+        return narrator
+    if re.search(r"\b(?:he|she)\b", last, re.IGNORECASE):
+        named = [key for _, _, key in mentions.find(narration) if entities[key].kind == "character" and key != narrator]
+        for att in attributions:  # "the captain", "the Canadian": the text's own names for speakers
+            if att.first <= chapter <= att.last and re.search(
+                    rf"(?<!\w){re.escape(att.alias)}(?!\w)", narration, re.IGNORECASE if att.alias[0].islower() else 0):
+                named.append(att.speaker)
+        named = [k for k in named if k != narrator]
+        if named:
+            return named[-1]
+        others = [s for s in reversed(prior) if s != narrator]
+        return others[0] if others else None
+    return None
+
+
 def _lines(chapters: list[Chapter], attributions: list[Attribution], mentions: Mentions,
            entities: dict[str, Entity], narrator: str | None) -> tuple[list[Line], dict[tuple[int, int], str]]:
     lines: list[Line] = []
     speakers: dict[tuple[int, int], str] = {}  # (chapter, paragraph) -> speaker of its quotes
     for chapter in chapters:
         recent: list[str | None] = []  # speakers of the previous quote paragraphs (None: narration)
+        open_speech: tuple[str | None, str] | None = None  # a speech left open by the previous paragraph
+        previous = ""
         for p_index, (para, offset) in enumerate(zip(chapter.paragraphs, chapter.paragraph_offsets(), strict=True)):
             segments = quoted_segments(para)
             if not segments:
                 recent.append(None)
+                open_speech, previous = None, para
                 continue
             narration = "".join(ch if not any(s <= i < e for s, e in segments) else " " for i, ch in enumerate(para))
             speaker = _speaker(narration, chapter.index, attributions, mentions, entities, narrator)
             prior = [s for s in recent[-4:] if s]
             how = "tag"
-            if speaker == "<pronoun>":
+            if speaker is None and open_speech is not None and para.lstrip().startswith("\u201c"):
+                # A speech running over several paragraphs opens each with a quote mark and closes
+                # only the last: the same voice goes on (as reliable as the tag that named it).
+                speaker, how = open_speech
+            elif speaker is None and p_index > 0 and para.lstrip().startswith("\u201c") \
+                    and previous.rstrip().endswith(":") and not quoted_segments(previous):
+                # "Then he began his description as follows:" introduces the speech below it.
+                speaker, how = _introducer(previous, chapter.index, attributions, mentions, entities, narrator, prior), "intro"
+            elif speaker == "<pronoun>":
                 others = [s for s in reversed(prior) if s != narrator]
                 speaker, how = (others[0] if others else None), "pronoun"
             elif speaker is None and len(prior) >= 2 and recent[-1] is not None and prior[-1] != prior[-2]:
                 speaker, how = prior[-2], "alternation"  # two-party dialogue: the turns alternate
             recent.append(speaker)
+            closed = para.rfind("\u201d") > para.rfind("\u201c")
+            open_speech = None if closed or speaker is None else (speaker, how)
+            previous = para
             if speaker is None:
                 continue
             speakers[(chapter.index, p_index)] = speaker

@@ -104,9 +104,11 @@ def quoted_segments(paragraph: str) -> list[tuple[int, int]]:
     return spans
 
 
-def shorten(text: str, max_words: int, focus: set[str] | None = None) -> str:
+def shorten(text: str, max_words: int, focus: set[str] | None = None, whole_clauses: bool = False) -> str:
     """Cut ``text`` to about ``max_words`` words on clause boundaries, keeping the clauses that
-    share the most words with ``focus`` (so the part that answers the question survives)."""
+    share the most words with ``focus`` (so the part that answers the question survives). When no
+    clause fits, the best one is cut at ``max_words`` words, or, with ``whole_clauses``, "" is
+    returned (nothing rather than a broken phrase)."""
     text = strip_quotes(text)
     if len(text.split()) <= max_words:
         return text
@@ -114,21 +116,23 @@ def shorten(text: str, max_words: int, focus: set[str] | None = None) -> str:
     if not focus:
         focus = set()
     scores = [len(focus & set(content_words(c))) for c in clauses]
-    best = max(range(len(clauses)), key=lambda i: (scores[i], -i))
-    lo = hi = best
-    total = len(clauses[best].split())
-    while True:
-        grown = False
-        for cand in (hi + 1, lo - 1):
-            if 0 <= cand < len(clauses) and total + len(clauses[cand].split()) <= max_words:
-                total += len(clauses[cand].split())
-                lo, hi = min(lo, cand), max(hi, cand)
-                grown = True
+    sizes = [len(c.split()) for c in clauses]
+    # The run of consecutive clauses within the budget that holds the most focus words (then the
+    # longest, then the earliest): an answer two clauses away from the question's words survives.
+    best_key, lo, hi = None, 0, 0
+    for a in range(len(clauses)):
+        total = 0
+        for b in range(a, len(clauses)):
+            total += sizes[b]
+            if total > max_words and b > a:
                 break
-        if not grown:
-            break
+            key = (sum(scores[a:b + 1]), total, -a)
+            if best_key is None or key > best_key:
+                best_key, lo, hi = key, a, b
     out = " ".join(clauses[lo:hi + 1]).rstrip(",;:\u2014 ")
     if len(out.split()) > max_words:
+        if whole_clauses:
+            return ""
         out = " ".join(out.split()[:max_words])
     out = out[0].upper() + out[1:] if out else out
     return out if out.endswith((".", "!", "?")) else out + "."
