@@ -30,7 +30,7 @@ class CascadeOptions:
 
     thinker: str = "scripted"  # one of THINKERS
     face: str = "procedural"  # one of FACES
-    body: str = "procedural"  # one of BODIES
+    body: str = "flood"  # one of BODIES: the shipped FloodDiffusion model; "procedural" needs no weights
     width: int = 960
     height: int = 540
     realtime: bool = False  # pace by the wall clock instead of as fast as possible

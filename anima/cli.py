@@ -32,7 +32,7 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--story-time", type=int, default=None, help="story thinker: the character's present chapter (1-47)")
     p.add_argument("--world", type=Path, default=None, help="story thinker: world database (default: the shipped one)")
     p.add_argument("--face", default="procedural", help="face animator (default: procedural)")
-    p.add_argument("--body", default="procedural", help="body animator (default: procedural)")
+    p.add_argument("--body", default="flood", help="body animator: flood (FloodDiffusion, shipped weights; default) or procedural")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", type=Path, default=None, help="also write the session report as JSON here")
 

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", type=Path, default=OUT, help="folder with chunk/, ar/, evaluator/")
     p.add_argument("--quick", action="store_true", help="fewer steps and samples (a smoke run)")
     p.add_argument("--json", type=Path, default=RESULTS)
+    p.add_argument("--guidance-floor", type=float, default=None,
+                   help="no guidance at noise levels <= this, for every method (default: the config's 0.5; 0 = plain CFG)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     streams = {}
     for name, directory in paths.items():
         if (directory / "config.json").is_file():
-            streams[name] = MotionStream.load(directory, vae_dir, encoder=encoder)
+            streams[name] = MotionStream.load(directory, vae_dir, encoder=encoder, guidance_floor=args.guidance_floor)
         else:
             print(f"note: {directory} missing; {name} skipped (train it with `anima body train`)", file=sys.stderr)
     steps = 100 if args.quick else 400
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return make
 
         quality = evaluate_methods({n: maker(s) for n, s in streams.items()}, data, load_vae(vae_dir),
-                                   load_evaluator(evaluator_dir), per_clip=1 if args.quick else 3,
-                                   num_streams=2 if args.quick else 6, progress=False)
+                                   load_evaluator(evaluator_dir), per_clip=1 if args.quick else 6,
+                                   num_streams=2 if args.quick else 16, progress=False)
     else:
         print(f"note: {evaluator_dir} missing; quality metrics skipped", file=sys.stderr)
 
@@ -150,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         footer = (f"\nVAE reconstruction MPJPE (test, {v['clips']} clips): {v['mpjpe_root_relative_mm']:.0f} mm root-relative, "
                   f"{v['mpjpe_mm']:.0f} mm global (root trajectory integrated over whole clips).")
     print(table + footer)
+    floor = next(iter(streams.values())).guidance_floor if streams else None
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                          "torch": torch.__version__}, "speed": speed,
+                          "torch": torch.__version__}, "guidance_floor": floor, "speed": speed,
               "quality": {k: v for k, v in quality.items() if k != "real_transition_curve"}, "table": table + footer}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))

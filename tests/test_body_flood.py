@@ -260,3 +260,27 @@ def test_step_latency_is_bounded(tiny):
     for _ in range(20):
         s.step()
     assert (time.perf_counter() - start) / 20 < 0.25  # generous: tiny model, shared CI CPU
+
+
+def test_guidance_applies_only_above_the_floor(tiny):
+    """Limited-interval guidance: tokens at noise level <= floor get the conditional velocity alone."""
+    stream = _stream(tiny)
+    L = 8
+    z, text = torch.randn(L, 4), torch.randn(L, 384)
+    level = torch.linspace(0.05, 1.0, L)
+    has_text, pos = torch.ones(L, dtype=torch.bool), torch.arange(L)
+    model = stream.model
+    with torch.no_grad():
+        cond = model(z[None], level[None], text[None], has_text[None], pos[None])[0]
+        null = model(z[None], level[None], text[None], torch.zeros_like(has_text)[None], pos[None])[0]
+        stream.guidance, stream.guidance_floor = 3.0, 0.5
+        v = stream._velocity(z, level, text, has_text, pos)
+    low = level <= 0.5
+    torch.testing.assert_close(v[low], cond[low], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(v[~low], 3.0 * cond[~low] - 2.0 * null[~low], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(cond[~low], null[~low])  # the check can fail: text changes the prediction
+    stream.guidance_floor = 0.0  # plain CFG everywhere
+    with torch.no_grad():
+        torch.testing.assert_close(stream._velocity(z, level, text, has_text, pos), 3.0 * cond - 2.0 * null,
+                                   atol=1e-5, rtol=1e-5)
+    assert DiTConfig().guidance_floor == 0.5 and _stream(tiny).guidance_floor == DiTConfig().guidance_floor

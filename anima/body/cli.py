@@ -115,7 +115,7 @@ def _eval(args: argparse.Namespace) -> int:
         directory = Path(args.checkpoints) / name
         if not (directory / "config.json").is_file():
             return _error(f"{directory}: no checkpoint (train it with `anima body train {'dit' if name == 'flood' else name}`)")
-        base = MotionStream.load(directory, args.vae, encoder=encoder)
+        base = MotionStream.load(directory, args.vae, encoder=encoder, guidance_floor=args.guidance_floor)
 
         def make(seed: int, base: MotionStream = base) -> MotionStream:
             base.seed = seed
@@ -193,8 +193,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_OUT)
     p.add_argument("--mocap", type=Path, default=DEFAULT_MOCAP)
     p.add_argument("--json", type=Path, default=OUT / "eval.json")
-    p.add_argument("--per-clip", type=int, default=3, help="text-to-motion windows per test clip")
-    p.add_argument("--streams", type=int, default=6, help="transition streams per method")
+    p.add_argument("--per-clip", type=int, default=6, help="text-to-motion windows per test clip")
+    p.add_argument("--streams", type=int, default=16, help="transition streams per method")
+    p.add_argument("--guidance-floor", type=float, default=None,
+                   help="no guidance at noise levels <= this (default: the model config's, 0.5; 0 = guidance at every level)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)

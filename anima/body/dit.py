@@ -93,6 +93,7 @@ class DiTConfig:
     chunk: int = 10  # tokens per chunk (chunk baseline)
     p_uncond: float = 0.1  # probability of dropping the text of a training example (CFG)
     guidance: float = 2.5  # classifier-free guidance weight w: v = w v_c - (w - 1) v_null
+    guidance_floor: float = 0.5  # no guidance for tokens at noise level <= this (limited interval)
 
     @classmethod
     def for_method(cls, method: str, **overrides) -> DiTConfig:

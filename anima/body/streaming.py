@@ -53,7 +53,7 @@ class MotionStream:
 
     def __init__(self, model: MotionDiT, vae: MotionVAE, schedule: TriangularSchedule | ChunkSchedule,
                  feature_mean: np.ndarray, feature_std: np.ndarray, encoder: TextEncoder | None = None,
-                 guidance: float | None = None, seed: int = 0) -> None:
+                 guidance: float | None = None, seed: int = 0, guidance_floor: float | None = None) -> None:
         self.model = model.eval()
         self.vae = vae.eval()
         self.schedule = schedule
@@ -64,6 +64,8 @@ class MotionStream:
         self.std = np.asarray(feature_std, dtype=np.float64)
         self.encoder = encoder or TextEncoder()
         self.guidance = self.config.guidance if guidance is None else guidance
+        # noise level at and below which guidance is off (0 = guidance at every level)
+        self.guidance_floor = self.config.guidance_floor if guidance_floor is None else guidance_floor
         self.seed = seed
         self.reset()
 
@@ -143,14 +145,20 @@ class MotionStream:
         return self._decode(torch.stack(new))
 
     def _velocity(self, z, level, text, has_text, pos) -> torch.Tensor:
-        """Guided velocity v = w v_c - (w - 1) v_null, both in one batch. (L, latent)"""
+        """Guided velocity v = w v_c - (w - 1) v_null, both in one batch. (L, latent)
+
+        Guidance applies only to tokens whose noise level is above ``guidance_floor`` (a limited
+        guidance interval, Kynkaanniemi et al. 2024): text steers a token while its shape is
+        decided; near the end of its denoising, extrapolating between the two predictions only
+        adds high-frequency detail that neither has, which shows up as jerk."""
         if self.guidance == 1.0:
             return self.model(z[None], level[None], text[None], has_text[None], pos[None])[0]
         v = self.model(
             torch.stack([z, z]), torch.stack([level, level]), torch.stack([text, text]),
             torch.stack([has_text, torch.zeros_like(has_text)]), torch.stack([pos, pos]),
         )
-        return self.guidance * v[0] - (self.guidance - 1.0) * v[1]
+        w = torch.where(level > self.guidance_floor, self.guidance, 1.0)[:, None]  # (L, 1)
+        return w * v[0] - (w - 1.0) * v[1]
 
     def _decode(self, z: torch.Tensor) -> np.ndarray:
         """Committed latents (n, latent) -> joints of their 4n frames, continuing the stream."""
@@ -170,7 +178,8 @@ class MotionStream:
         """A new, reset stream on the same model, VAE and text cache (its own schedule and state)."""
         schedule = copy.copy(self.schedule)
         schedule.reset()
-        return MotionStream(self.model, self.vae, schedule, self.mean, self.std, self.encoder, self.guidance, seed)
+        return MotionStream(self.model, self.vae, schedule, self.mean, self.std, self.encoder, self.guidance, seed,
+                            self.guidance_floor)
 
     def generate(self, num_frames: int, prompts: list[tuple[int, str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Step until ``num_frames`` more frames are committed and return them: joints
@@ -191,7 +200,8 @@ class MotionStream:
 
     @classmethod
     def load(cls, directory: str | Path, vae_directory: str | Path | None = None, seed: int = 0,
-             guidance: float | None = None, encoder: TextEncoder | None = None) -> MotionStream:
+             guidance: float | None = None, encoder: TextEncoder | None = None,
+             guidance_floor: float | None = None) -> MotionStream:
         """A stream from a DiT checkpoint directory (its VAE: ``vae_directory`` or the one it names)."""
         directory = Path(directory)
         meta = json.loads((directory / "config.json").read_text())
@@ -209,4 +219,4 @@ class MotionStream:
             cache = dict(zip([str(t) for t in stats["texts"]], stats["embeddings"], strict=True))
         encoder = encoder or TextEncoder(cache)
         schedule = make_schedule(meta["config"]["method"], model.config)
-        return cls(model, vae, schedule, stats["mean"], stats["std"], encoder, guidance, seed)
+        return cls(model, vae, schedule, stats["mean"], stats["std"], encoder, guidance, seed, guidance_floor)
