@@ -155,7 +155,8 @@ def test_a_speech_over_several_paragraphs_and_a_speech_introduced_by_a_colon_kee
         "\u201cThat must be a fine piece of engineering,\u201d Conseil replied.\n\n"
         "The cutlery bore a Latin motto, and here is its exact duplicate:\n\n"
         "Mobilis In Mobili\n\n"
-        "We went on with our meal in silence."))
+        "We went on with our meal in silence. The Scotia\u2019s hull had been pierced below the waterline, "
+        "and the officers of the Scotia could not explain it."))
     ex = _extraction(novel)
     said = {ln.text.split(".")[0]: (ln.speaker, ln.attribution) for ln in ex.lines}
     assert said["Here, professor, are the dimensions of this boat"] == ("Captain Nemo", "intro")
@@ -166,6 +167,7 @@ def test_a_speech_over_several_paragraphs_and_a_speech_introduced_by_a_colon_kee
     motto = next(f for f in ex.facts if "Latin motto" in f.text)
     assert motto.text.endswith("here is its exact duplicate: Mobilis In Mobili")  # the displayed line is told
     assert not any(f.text.startswith("Mobilis") for f in ex.facts)
+    assert ex.entities["Scotia"].kind == "vessel"  # "the Scotia's hull", "the officers of the Scotia"
 
 
 def test_shorten_keeps_the_clauses_that_answer_and_never_breaks_one_when_asked():

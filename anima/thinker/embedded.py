@@ -32,7 +32,8 @@ CONFIDENT_COSINE = 0.45  # a fact this close to the question, and ...
 CONFIDENT_COVERAGE = 0.6  # ... holding this share of its (IDF-weighted) words, answers it
 RELATED_COSINE = 0.30  # below this (and with little word overlap), nothing retrieved is about the question
 OWN_LINE_COSINE = 0.65  # the character's own words, quoted when this close
-ANSWER_TYPE_BONUS = 0.4  # a sentence holding the kind of thing asked for (a name for "who", ...)
+ANSWER_TYPE_BONUS = 0.4  # a sentence holding the kind of thing asked for (a name for "who", ...) ...
+TYPE_NEEDS_COVERAGE = 0.25  # ... in full once it holds this share of the question's words
 RECENCY_BONUS = 0.15  # recent memories come first (as in generative agents' recency x relevance) ...
 RECENCY_CHAPTERS = 4.0  # ... decaying by e every this many chapters before the story time
 SHORT_WORDS, SHORT_PENALTY = 8, 0.15  # "Captain Nemo went on." matches many questions and answers none
@@ -65,6 +66,14 @@ _MEASURES = [
     (re.compile(r"\bhow (?:heavy|big|large)\b", re.I), r"(?:tons?|kilograms?|pounds?|meters?|feet)\b"),
     (re.compile(r"\bhow old\b", re.I), r"years?\b"),
 ]
+# ... and names what it measures: "how long" is a length ("seventy meters long", "a length of"),
+# not the depth of a dive that shares the unit.
+_MEASURE_WORDS = {"long": r"long|length|days?|hours?|weeks?|months?|years?|minutes?",  # a length or a duration
+                  "tall": r"tall|height|high", "high": r"high|height|tall",
+                  "wide": r"wide|width|breadth|beam", "broad": r"broad|breadth|width|beam|wide",
+                  "far": r"far|distance|away|off", "deep": r"deep|depth|down", "fast": r"fast|speed|knots",
+                  "quick": r"quick|fast|speed|knots", "heavy": r"heavy|weigh\w*|tons", "old": r"old|age|years",
+                  "big": r"big|size|dimensions?|length|long|tons", "large": r"large|size|dimensions?|length|long|tons"}
 _NUMBER_WORD = (r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
                 r"forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million)")
 _YOUR_EXPERIENCE = re.compile(r"\b(?:did|have|had|were|was) you\b|\bdid we\b|\bhave we\b", re.I)
@@ -123,6 +132,7 @@ class EmbeddedResponder:
         self.retriever, self.persona = retriever, persona
         self._synonyms: dict[str, set[str]] = {}
         self._unit: str | None = None  # the unit pattern a measuring question wants (set per question)
+        self._measure: str | None = None  # ... and the words that say what is measured
         self.narrator = retriever.world.meta.get("narrator") or "Professor Aronnax"
         own = list(persona.lines)
         self._own_lines = own
@@ -262,7 +272,9 @@ class EmbeddedResponder:
             return False
         if wanted == "number":
             if self._unit is not None:
-                return re.search(rf"\b{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_UNIT}{self._unit}", text, re.I) is not None
+                measured = self._measure is None or re.search(rf"\b(?:{self._measure})\b", text, re.I) is not None
+                return measured and re.search(rf"\b{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_UNIT}{self._unit}", text,
+                                              re.I) is not None
             return _NUMBER.search(text) is not None
         found, _ = self.retriever.mentioned_entities(text, None, gate=False)
         kinds = {self.retriever.kinds.get(e) for e in found if e not in asked_about}
@@ -301,6 +313,8 @@ class EmbeddedResponder:
                     float(self._about_vector @ q))
         wanted = next((kind for pattern, kind in _ANSWER_TYPES if pattern.search(intent.text)), None)
         self._unit = next((unit for pattern, unit in _MEASURES if pattern.search(intent.text)), None)
+        how = re.search(r"\bhow (\w+)", intent.text, re.I)
+        self._measure = _MEASURE_WORDS.get(how.group(1).lower()) if how and self._unit else None
         asked_about, _ = self.retriever.mentioned_entities(intent.text, story_time, gate)
         definition = bool(_DEFINITION.search(intent.text)) and bool(asked_about)
         to_you = bool(_TO_YOU.search(intent.text)) and not asked_about
@@ -313,7 +327,9 @@ class EmbeddedResponder:
             holds = self._holds(hit.text, wanted, asked_about)
             recency = RECENCY_BONUS * np.exp(-abs(story_time - hit.known_from) / RECENCY_CHAPTERS) if hit.id >= 0 else 0.0
             terse = SHORT_PENALTY if len(hit.text.split()) < SHORT_WORDS and hit.origin != "persona" else 0.0
-            value = hit.cosine + 0.5 * cov + ANSWER_TYPE_BONUS * holds + recency - terse
+            # The kind of answer asked for counts only in a sentence about the question: a named place
+            # with none of the question's words does not answer "where was he buried?".
+            value = hit.cosine + 0.5 * cov + ANSWER_TYPE_BONUS * holds * min(1.0, cov / TYPE_NEEDS_COVERAGE) + recency - terse
             if hit.origin == "persona":
                 value += 0.6 * to_you
             elif hit.kind == "entity":
@@ -329,8 +345,10 @@ class EmbeddedResponder:
         if spoken and second is not None:
             first_words = min(len(spoken.split()), MAX_FACT_WORDS - 6)
             room = MAX_REPLY_WORDS - 10 - first_words  # 10: the opener or hedge before the facts
-            told = shorten(second[2], room, self._keep(second[2], focus, wanted, asked_about), whole_clauses=True)
-            if room >= 8 and len(told.split()) >= 4:
+            keep = self._keep(second[2], focus, wanted, asked_about)
+            told = shorten(second[2], room, keep, whole_clauses=True)
+            # only a second sentence that still says something the question asked about
+            if room >= 8 and len(told.split()) >= 6 and keep & set(content_words(told)):
                 spoken = f"{shorten(spoken, first_words, self._keep(spoken, focus, wanted, asked_about))} {told}"
         own = self._own_line(q, story_time, gate)
         if best is not None and _YOUR_EXPERIENCE.search(intent.text) and not self._involves_me(best, scored[0][2]):

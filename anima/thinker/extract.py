@@ -43,6 +43,9 @@ PLACE_LAST = {"Island", "Islands", "Isle", "Isles", "Sea", "Seas", "Ocean", "Str
 PLACE_FIRST = {"Cape", "Mount", "Lake", "Port", "Gulf", "Strait", "Isle", "Bay", "Fort", "Saint"}
 PLACE_PREPOSITIONS = {"in", "at", "to", "from", "near", "off", "toward", "towards", "into", "across", "past",
                       "reach", "reached", "around", "beyond", "along", "leaving", "left", "approaching", "visit"}
+# What only a ship has: "the Scotia's hull", "the officers of the Shannon".
+VESSEL_PARTS = {"hull", "crew", "officers", "passengers", "deck", "bow", "stern", "keel", "masts", "mast", "paddle",
+                "rudder", "spur", "propeller", "plating", "bulkheads", "helmsman", "lookout", "rigging", "cannons"}
 SHIP_NOUNS = {"frigate", "ship", "steamer", "steamboat", "vessel", "boat", "schooner", "brig", "sloop", "corvette",
               "warship", "ironclad", "liner", "packet", "craft", "submarine", "man-of-war", "three-master",
               "two-master", "gunboat", "launch", "aboard", "board", "sloop-of-war", "clipper", "galleon"}
@@ -237,6 +240,7 @@ def _name_candidates(chapters: list[Chapter]) -> tuple[Counter, dict[str, int], 
                 tokens = tokens[1:]
             while tokens and tokens[-1].lower() in {"of", "de", "du", "des", "la", "le", "von", "van", "del", "da"}:
                 tokens = tokens[:-1]
+            possessive = bool(tokens) and re.search(r"[\u2019']s$", tokens[-1]) is not None
             if tokens:
                 tokens[-1] = re.sub(r"[\u2019']s$", "", tokens[-1])
             name = " ".join(tokens)
@@ -248,7 +252,7 @@ def _name_candidates(chapters: list[Chapter]) -> tuple[Counter, dict[str, int], 
             counts[name] += 1
             first.setdefault(name, chapter.index)
             before = sent[:start].split()[-3:]
-            after = sent[m.end():].split()[:2]
+            after = (["\u2019s"] if possessive else []) + sent[m.end():].split()[:2]  # "the Scotia's hull"
             contexts[name].append((" ".join(before), " ".join(after)))
     return counts, first, contexts
 
@@ -276,6 +280,11 @@ def _classify(name: str, ctx: list[tuple[str, str]]) -> str:
         if b and b[-1] in {"the"} and len(b) >= 2 and b[-2] in SHIP_NOUNS or b and b[-1] in SHIP_NOUNS:
             vessel += 2
         elif SHIP_NOUNS & set(b):
+            vessel += 1
+        if len(a) >= 2 and a[0] == "\u2019s" and a[1] in VESSEL_PARTS:  # "the Scotia's hull"
+            vessel += 2
+        if len(b) >= 3 and b[-1] == "the" and (b[-2] == "of" and b[-3] in VESSEL_PARTS  # "officers of the Shannon"
+                                                or b[-2] == "like" and b[-3] in {"ships", "vessels", "steamers"}):
             vessel += 1
         if b and b[-1] in PLACE_PREPOSITIONS:
             place += 1
