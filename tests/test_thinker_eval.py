@@ -69,9 +69,7 @@ def test_acceptance_on_the_whole_novel(shipped):
     off = run_suites(suites, shipped, gate=False)["suites"]
     assert on["timeline"]["score"] >= 95.0, on["timeline"]
     assert on["robustness"]["score"] >= 90.0
-    # The target for controls is 60 %; the offline responder measures 53.1 % (17/32), see
-    # docs/thinker.md. This guards against regressions below what it reaches today.
-    assert on["controls"]["score"] >= 50.0
+    assert on["controls"]["score"] >= 60.0  # 62.5 % (20/32) measured; held-out suite: docs/thinker.md
     assert off["timeline"]["score"] < on["timeline"]["score"] - 10  # the gate is what keeps the future out
     leaked = [i for i in off["timeline"]["items"] if i["reason"].startswith("spoiler")]
     assert leaked and all(i["story_time"] < 47 for i in leaked)

@@ -24,7 +24,15 @@ from anima.thinker.intent import Intent, focus_words
 from anima.thinker.memory import ShortTermMemory, second_person
 from anima.thinker.persona import Persona
 from anima.thinker.retrieval import EXPANSIONS, Hit, Retrieved, Retriever
-from anima.thinker.text import content_words, has_first_person, narrator_to_third_person, shorten, stem, strip_quotes
+from anima.thinker.text import (
+    content_words,
+    has_first_person,
+    lemma,
+    narrator_to_third_person,
+    shorten,
+    stem,
+    strip_quotes,
+)
 
 MAX_FACT_WORDS = 32  # one fact, as said
 MAX_REPLY_WORDS = 42  # a whole reply (~15 s of speech): a conversation turn, not a lecture
@@ -76,6 +84,13 @@ _MEASURE_WORDS = {"long": r"long|length|days?|hours?|weeks?|months?|years?|minut
                   "big": r"big|size|dimensions?|length|long|tons", "large": r"large|size|dimensions?|length|long|tons"}
 _NUMBER_WORD = (r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
                 r"forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million)")
+# A naming question ("what is the motto of ...", "what is it called") is answered by a sentence that
+# names something, not by any sentence with a capital letter in it.
+_NAMING = re.compile(r"\b(?:names?|named|call(?:ed|s)?|motto|christened|titled?|known as|inscription|reads?)\b", re.I)
+# Places without a name: a "where" question is also answered by "a cemetery" or "the harbour".
+_PLACE_NOUN = re.compile(r"\b(?:cemetery|graveyard|grave|tomb|forest|island|islet|harbou?r|port|pier|wharf|quay|bay|gulf|"
+                         r"reef|cave|cavern|grotto|coast|shore|beach|strait|channel|sea ?floor|volcano|crater|lagoon|"
+                         r"city|town|village|country|continent|river|lake|mountain|valley|plain|desert|pole)s?\b", re.I)
 _YOUR_EXPERIENCE = re.compile(r"\b(?:did|have|had|were|was) you\b|\bdid we\b|\bhave we\b", re.I)
 _FIRST_PERSON_GROUP = re.compile(r"\b(?:I|we|us|our|my|me)\b", re.I)
 _DEFINITION = re.compile(r"^\s*(?:who|what) (?:is|was|are|were)\b|^\s*tell me about\b", re.I)
@@ -228,14 +243,14 @@ class EmbeddedResponder:
     def _weights(self, focus: list[str]) -> dict[str, float]:
         """Each focus word's weight: its rarity in the world's facts (IDF), so "dugong" counts more
         than "animal"."""
-        return {stem(w): max(0.2, self.retriever.keywords.idf(stem(w))) for w in focus}
+        return {lemma(w): max(0.2, self.retriever.keywords.idf(stem(w))) for w in focus}
 
     def _covered(self, weights: dict[str, float], text: str) -> float:
         """Share of the question's (weighted) words that ``text`` holds; a measuring word is also
         held by its answer's words ("long" by "length" or "meters")."""
         if not weights:
             return 0.0
-        have = {stem(w.lower()) for w in re.findall(r"[A-Za-z\u00C0-\u024F]+", text)}
+        have = {lemma(w) for w in re.findall(r"[A-Za-z\u00C0-\u024F]+", text)}
         held = 0.0
         for word, weight in weights.items():
             if word in have or have & self._synonyms.get(word, set()):
@@ -278,10 +293,14 @@ class EmbeddedResponder:
             return _NUMBER.search(text) is not None
         found, _ = self.retriever.mentioned_entities(text, None, gate=False)
         kinds = {self.retriever.kinds.get(e) for e in found if e not in asked_about}
-        if wanted == "name":  # a name other than those the question already says
+        if wanted == "name":  # a name other than those the question already says, in a sentence that names
+            if not _NAMING.search(text):
+                return False
             asked = {w for e in asked_about for w in self.retriever.entities[e].name.split()}
             capitals = re.findall(r"(?<!^)(?<![.!?] )\b[A-Z][a-z]+", text)
             return bool(kinds & {"character", "place", "vessel"}) or any(w not in asked for w in capitals)
+        if wanted == "place" and _PLACE_NOUN.search(text):  # "this clearing was a cemetery"
+            return True
         return wanted in kinds
 
     def _unknown_terms(self, text: str, focus: list[str], story_time: int, gate: bool) -> list[str]:

@@ -74,6 +74,29 @@ def stem(word: str) -> str:
     return word
 
 
+# Irregular forms a suffix stripper cannot join ("left" / "leave", "died" / "dead"), for the
+# offline responder's word overlap. The suite scorer keeps plain ``stem``: changing what counts as
+# naming a word would move the goalposts.
+_IRREGULAR = {
+    "left": "leave", "went": "go", "gone": "go", "took": "take", "taken": "take", "saw": "see", "seen": "see",
+    "found": "find", "made": "make", "gave": "give", "given": "give", "came": "come", "began": "begin",
+    "begun": "begin", "ran": "run", "fell": "fall", "fallen": "fall", "caught": "catch", "brought": "bring",
+    "bought": "buy", "thought": "think", "told": "tell", "said": "say", "held": "hold", "kept": "keep",
+    "led": "lead", "met": "meet", "sank": "sink", "sunk": "sink", "struck": "strike", "fought": "fight",
+    "swam": "swim", "swum": "swim", "drove": "drive", "driven": "drive", "wrote": "write", "written": "write",
+    "spoke": "speak", "spoken": "speak", "knew": "know", "known": "know", "threw": "throw", "thrown": "throw",
+    "flew": "fly", "hid": "hide", "hidden": "hide", "slept": "sleep", "stood": "stand", "built": "build",
+    "dead": "die", "died": "die", "death": "die", "dying": "die", "buried": "bury", "burial": "bury",
+    "buries": "bury", "men": "man", "women": "woman", "children": "child", "teeth": "tooth", "feet": "foot",
+}
+
+
+def lemma(word: str) -> str:
+    """``stem`` after undoing irregular forms: "left" and "leaving" both give "leav"."""
+    word = word.lower().replace("\u2019", "'")
+    return stem(_IRREGULAR.get(word, word))
+
+
 def content_words(text: str) -> list[str]:
     """Words that carry meaning (stop words and one-letter words dropped), stemmed, in order."""
     return [stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1]
