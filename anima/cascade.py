@@ -134,9 +134,17 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
 
         bar = tqdm(total=round(estimate_duration_s(conversation), 1), unit="s", desc="rendering", mininterval=0.5,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s media [{elapsed}<{remaining}]")
+
+    def advance(dt: float) -> None:
+        # A generated reply can run longer than the script's estimate; tqdm drops a total that is
+        # overrun (and its format then fails), so the total grows ahead of the media time.
+        if bar.n + dt > bar.total:
+            bar.total = round(bar.n + dt + 5.0, 1)
+        bar.update(dt)
+
     session = Session(
         stages, source, MediaClock(realtime=options.realtime), history, options.max_duration_s,
-        on_tick=(lambda dt: bar.update(dt)) if bar is not None else None,
+        on_tick=advance if bar is not None else None,
     )
     try:
         return await session.run()

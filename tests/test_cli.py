@@ -82,3 +82,22 @@ def test_render_wav_at_another_rate_and_non_ascii_text(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert [t["speaker"] for t in report["history"]] == ["user", "agent"]
     assert report["history"][1]["text"] == "Oui, je suis là. Café, naïve, señor!"
+
+
+def test_render_with_the_story_thinker_is_in_character(tmp_path):
+    """The acceptance command of the story Thinker, progress bar on (generated replies run longer
+    than the script's estimate: the bar must grow, not crash)."""
+    conv = tmp_path / "story.yaml"
+    conv.write_text("agent: {name: Captain Nemo, voice: en-gb+m3}\nuser: {name: Visitor, voice: en-us+f3}\n"
+                    "pause_s: 0.3\nturns:\n  - user: Are you an AI?\n  - user: How does your voyage end?\n")
+    out, report = tmp_path / "story.mp4", tmp_path / "story.json"
+    result = anima("render", str(conv), "-o", str(out), "--thinker", "story", "--character", "nemo",
+                   "--story-time", "12", "--report", str(report), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = probe(out)
+    assert info.video_frames > 0 and info.audio_duration_s > 2.0
+    import json  # noqa: PLC0415
+
+    said = [h["text"] for h in json.loads(report.read_text())["history"] if h["speaker"] == "agent"]
+    assert len(said) == 2 and not any("AI" in s or "language model" in s for s in said)
+    assert "Maelstrom" not in " ".join(said)  # chapter 46: no spoiler at chapter 12
