@@ -92,3 +92,21 @@ def test_streaming_state_snapshot_restore(vae):
         vae.decoder.set_state(state)
         b = vae.decoder(z[:, 3:])
     assert torch.equal(a, b)
+
+
+def test_latent_noise_only_while_training():
+    """Decoder-robustness noise perturbs sampled latents in training, never at inference."""
+    torch.manual_seed(0)
+    noisy = MotionVAE(VAEConfig(width=16, blocks=1, latent_noise=0.5))
+    x = torch.randn(2, 16, 263)
+    noisy.eval()
+    torch.testing.assert_close(noisy(x, sample=False)[0], noisy.decode(noisy.encode(x)[0]))
+    clean = MotionVAE(VAEConfig(width=16, blocks=1))
+    clean.load_state_dict(noisy.state_dict())
+    noisy.train()
+    clean.train()
+    torch.manual_seed(1)
+    a = noisy(x)[0]
+    torch.manual_seed(1)
+    b = clean(x)[0]
+    assert not torch.allclose(a, b)  # the same draw plus the extra latent noise

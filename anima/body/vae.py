@@ -100,6 +100,10 @@ class VAEConfig:
     kl_weight: float = 1e-4  # weight of the KL term
     joint_weight: float = 1.0  # weight of the joint-position loss (metres^2, scaled x100)
     smooth_weight: float = 0.0  # weight of the jerk-matching loss (3rd differences of joints, cm^2)
+    # Decoder robustness: during training, add per-token Gaussian noise of up to this many latent
+    # standard deviations to the sampled latents (uniform per example), so that the small per-token
+    # errors of a generator decode smoothly instead of as a seam at every token boundary.
+    latent_noise: float = 0.0
 
 
 class Encoder(nn.Module):
@@ -189,6 +193,9 @@ class MotionVAE(nn.Module):
     def forward(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, logvar = self.encode(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sample else mean
+        if sample and self.training and self.config.latent_noise > 0:
+            scale = torch.rand(z.shape[0], 1, 1) * self.config.latent_noise  # (B, 1, 1): clean to noisy examples
+            z = z + torch.randn_like(z) * scale * self.latent_std
         return self.decode(z), mean, logvar
 
     # Normalised latents for the diffusion models.
