@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", type=Path, default=OUT, help="folder with chunk/, ar/, evaluator/")
     p.add_argument("--quick", action="store_true", help="fewer steps and samples (a smoke run)")
     p.add_argument("--json", type=Path, default=RESULTS)
+    p.add_argument("--level-power", type=float, default=None,
+                   help="inference level spacing for every method (default: each checkpoint's own; 1 = uniform)")
     p.add_argument("--guidance-floor", type=float, default=None,
                    help="no guidance at noise levels <= this, for every method (default: the config's 0.5; 0 = plain CFG)")
     args = p.parse_args(argv)
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     streams = {}
     for name, directory in paths.items():
         if (directory / "config.json").is_file():
-            streams[name] = MotionStream.load(directory, vae_dir, encoder=encoder, guidance_floor=args.guidance_floor)
+            streams[name] = MotionStream.load(directory, vae_dir, encoder=encoder, guidance_floor=args.guidance_floor,
+                                              level_power=args.level_power)
         else:
             print(f"note: {directory} missing; {name} skipped (train it with `anima body train`)", file=sys.stderr)
     steps = 100 if args.quick else 400
@@ -153,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{v['mpjpe_mm']:.0f} mm global (root trajectory integrated over whole clips).")
     print(table + footer)
     floor = next(iter(streams.values())).guidance_floor if streams else None
+    powers = {name: s.schedule.power for name, s in streams.items()}
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                          "torch": torch.__version__}, "guidance_floor": floor, "speed": speed,
+                          "torch": torch.__version__}, "guidance_floor": floor, "level_power": powers, "speed": speed,
               "quality": {k: v for k, v in quality.items() if k != "real_transition_curve"}, "table": table + footer}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))

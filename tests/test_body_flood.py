@@ -284,3 +284,22 @@ def test_guidance_applies_only_above_the_floor(tiny):
         torch.testing.assert_close(stream._velocity(z, level, text, has_text, pos), 3.0 * cond - 2.0 * null,
                                    atol=1e-5, rtol=1e-5)
     assert DiTConfig().guidance_floor == 0.5 and _stream(tiny).guidance_floor == DiTConfig().guidance_floor
+
+
+def test_level_power_warps_levels_but_not_which_tokens_or_when():
+    linear, warped = TriangularSchedule(5, 10), TriangularSchedule(5, 10, power=2.0)
+    for _ in range(40):
+        (t1, a1, b1), (t2, a2, b2) = linear.window(), warped.window()
+        assert np.array_equal(t1, t2)
+        np.testing.assert_allclose(a2, a1 ** 2)
+        np.testing.assert_allclose(b2, b1 ** 2)
+        linear.advance()
+        warped.advance()
+        assert linear.committed == warped.committed
+    chunk = ChunkSchedule(1, 10, power=2.0)
+    chunk.advance()
+    assert chunk.window()[1][0] == pytest.approx(0.81)  # second update starts at 0.9 ** 2
+    assert make_schedule("ar", DiTConfig(level_power=2.0)).power == 2.0
+    assert make_schedule("flood", DiTConfig()).power == 1.0
+    with pytest.raises(ValueError, match="power"):
+        TriangularSchedule(power=0.0)

@@ -115,7 +115,8 @@ def _eval(args: argparse.Namespace) -> int:
         directory = Path(args.checkpoints) / name
         if not (directory / "config.json").is_file():
             return _error(f"{directory}: no checkpoint (train it with `anima body train {'dit' if name == 'flood' else name}`)")
-        base = MotionStream.load(directory, args.vae, encoder=encoder, guidance_floor=args.guidance_floor)
+        base = MotionStream.load(directory, args.vae, encoder=encoder, guidance_floor=args.guidance_floor,
+                                 level_power=args.level_power)
 
         def make(seed: int, base: MotionStream = base) -> MotionStream:
             base.seed = seed
@@ -197,6 +198,8 @@ def register(subparsers) -> None:
     p.add_argument("--streams", type=int, default=16, help="transition streams per method")
     p.add_argument("--guidance-floor", type=float, default=None,
                    help="no guidance at noise levels <= this (default: the model config's, 0.5; 0 = guidance at every level)")
+    p.add_argument("--level-power", type=float, default=None,
+                   help="inference level spacing for every method (default: each checkpoint's own; 1 = uniform)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)

@@ -94,14 +94,17 @@ class DiTConfig:
     p_uncond: float = 0.1  # probability of dropping the text of a training example (CFG)
     guidance: float = 2.5  # classifier-free guidance weight w: v = w v_c - (w - 1) v_null
     guidance_floor: float = 0.5  # no guidance for tokens at noise level <= this (limited interval)
+    level_power: float = 1.0  # inference levels = linear ** this (> 1: finer steps near clean; schedule.py)
 
     @classmethod
     def for_method(cls, method: str, **overrides) -> DiTConfig:
-        """The config of "flood", "chunk" or "ar": same network, different active-token count."""
+        """The config of "flood", "chunk" or "ar": same network, different active-token count, and
+        each method's smoothest level spacing among uniform and squared (docs/body.md: FloodDiffusion
+        2, the baselines 1)."""
         base = cls(**overrides)
         match method:
             case "flood":
-                return base
+                return cls(**{**asdict(base), "level_power": 2.0, **overrides})
             case "chunk":
                 return cls(**{**asdict(base), "max_active": base.chunk, **overrides})
             case "ar":

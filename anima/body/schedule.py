@@ -13,6 +13,11 @@ z += v (s_now - s_next) lowers a token's level from s_now to s_next.
 - ``ChunkSchedule(chunk, steps)``: all tokens of a chunk at one level, denoised together in
   ``steps`` updates, then committed at once (PRIMAL-like chunk diffusion). ``chunk = 1`` is the
   autoregressive baseline: one token fully denoised at a time from the history (MotionStreamer-like).
+
+Both take ``power``: at inference a token's level is its linear level raised to ``power``
+(training levels are unchanged). ``power`` > 1 makes the Euler steps shrink toward the clean end,
+as Karras et al. (2022) space their steps, so a token gets more, finer updates near 0; 1 is the
+uniform spacing. It changes neither which tokens are in flight nor when one is committed.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import numpy as np
 class TriangularSchedule:
     name = "flood"
 
-    def __init__(self, n_s: int = 5, steps_per_unit: int = 10) -> None:
+    def __init__(self, n_s: int = 5, steps_per_unit: int = 10, power: float = 1.0) -> None:
         if steps_per_unit % n_s:
             raise ValueError(f"TriangularSchedule: steps_per_unit ({steps_per_unit}) must be a multiple of n_s ({n_s})")
+        if power <= 0:
+            raise ValueError(f"TriangularSchedule: power must be > 0, got {power}")
         self.n_s = n_s
+        self.power = power
         self.K = steps_per_unit  # updates a token receives; dt = 1 / K
         self.per_token = steps_per_unit // n_s  # steps between two commits
         self.step_index = 0
@@ -44,9 +52,9 @@ class TriangularSchedule:
         self.step_index = 0
 
     def levels(self, tokens: np.ndarray, step: int) -> np.ndarray:
-        """Exact levels at a step: clamp((K + k K/n_s - step) / K, 0, 1). (n,) -> (n,)"""
+        """Exact levels at a step: clamp((K + k K/n_s - step) / K, 0, 1) ** power. (n,) -> (n,)"""
         a = self.K + np.asarray(tokens) * self.per_token - step
-        return np.clip(a, 0, self.K) / self.K
+        return (np.clip(a, 0, self.K) / self.K) ** self.power
 
     def window(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tokens updated by the next step and their levels before / after it. (n,), (n,), (n,)"""
@@ -73,9 +81,12 @@ class TriangularSchedule:
 
 
 class ChunkSchedule:
-    def __init__(self, chunk: int = 10, steps: int = 10) -> None:
+    def __init__(self, chunk: int = 10, steps: int = 10, power: float = 1.0) -> None:
         if chunk < 1 or steps < 1:
             raise ValueError(f"ChunkSchedule: chunk ({chunk}) and steps ({steps}) must be >= 1")
+        if power <= 0:
+            raise ValueError(f"ChunkSchedule: power must be > 0, got {power}")
+        self.power = power
         self.chunk = chunk
         self.steps = steps
         self.step_index = 0
@@ -95,8 +106,8 @@ class ChunkSchedule:
     def window(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c, j = divmod(self.step_index, self.steps)
         tokens = np.arange(c * self.chunk, (c + 1) * self.chunk)
-        s_now = np.full(self.chunk, 1.0 - j / self.steps)
-        s_next = np.full(self.chunk, 1.0 - (j + 1) / self.steps)
+        s_now = np.full(self.chunk, (1.0 - j / self.steps) ** self.power)
+        s_next = np.full(self.chunk, (1.0 - (j + 1) / self.steps) ** self.power)
         return tokens, s_now, s_next
 
     @property
@@ -119,9 +130,9 @@ def make_schedule(method: str, config) -> TriangularSchedule | ChunkSchedule:
     """The schedule of a method ("flood", "chunk", "ar") for a DiT config; unknown names raise."""
     match method:
         case "flood":
-            return TriangularSchedule(config.n_s, config.denoise_steps)
+            return TriangularSchedule(config.n_s, config.denoise_steps, config.level_power)
         case "chunk":
-            return ChunkSchedule(config.chunk, config.denoise_steps)
+            return ChunkSchedule(config.chunk, config.denoise_steps, config.level_power)
         case "ar":
-            return ChunkSchedule(1, config.denoise_steps)
+            return ChunkSchedule(1, config.denoise_steps, config.level_power)
     raise KeyError(f"unknown body method {method!r}; expected one of flood, chunk, ar")

@@ -201,11 +201,15 @@ class MotionStream:
     @classmethod
     def load(cls, directory: str | Path, vae_directory: str | Path | None = None, seed: int = 0,
              guidance: float | None = None, encoder: TextEncoder | None = None,
-             guidance_floor: float | None = None) -> MotionStream:
-        """A stream from a DiT checkpoint directory (its VAE: ``vae_directory`` or the one it names)."""
+             guidance_floor: float | None = None, level_power: float | None = None) -> MotionStream:
+        """A stream from a DiT checkpoint directory (its VAE: ``vae_directory`` or the one it names).
+        ``guidance``, ``guidance_floor`` and ``level_power`` override the checkpoint's sampler settings."""
         directory = Path(directory)
         meta = json.loads((directory / "config.json").read_text())
-        model = MotionDiT(DiTConfig(**meta["config"]["dit"]))
+        config = DiTConfig(**meta["config"]["dit"])
+        if level_power is not None:
+            config.level_power = level_power
+        model = MotionDiT(config)
         load_weights(directory, model)
         vae_dir = Path(vae_directory) if vae_directory else directory.parent / "vae"
         vae_meta = json.loads((vae_dir / "config.json").read_text())
