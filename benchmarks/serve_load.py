@@ -1,6 +1,6 @@
 """Load benchmark for ``anima serve``: N concurrent WebSocket sessions on loopback for M minutes.
 
-    python benchmarks/serve_load.py --sessions 4 --minutes 2 [--thinker repeat|story]
+    python benchmarks/serve_load.py --sessions 4 --minutes 2 [--thinker repeat|story] [--body procedural|flood]
 
 The server runs in its own process (as in production); each simulated client is a browser stand-in:
 it streams microphone audio in real time (40 ms messages: room noise, and now and then the user
@@ -37,7 +37,7 @@ def rss_mb(pid: int) -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def serve_child(port: int, thinker: str) -> None:
+def serve_child(port: int, thinker: str, body: str = "procedural") -> None:
     """Run the server in this process until killed."""
     import uvicorn
 
@@ -45,7 +45,7 @@ def serve_child(port: int, thinker: str) -> None:
     from anima.testing.server import RepeatingThinker
 
     factory = (lambda hello: RepeatingThinker(REPLY)) if thinker == "repeat" else None
-    app = create_app(ServeConfig(port=port, thinker_factory=factory, max_sessions=64))
+    app = create_app(ServeConfig(port=port, thinker_factory=factory, max_sessions=64, body=body))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=64 * 1024)
 
 
@@ -137,11 +137,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--thinker", choices=["repeat", "story"], default="repeat",
                     help="repeat: a fixed reply (measures the runtime and transport); story: the embedded story thinker")
+    ap.add_argument("--body", choices=["procedural", "flood"], default="procedural",
+                    help="body animator of every session (flood: one FloodDiffusion stream per session)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
     ap.add_argument("--serve-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_child:
-        serve_child(args.serve_child, args.thinker)
+        serve_child(args.serve_child, args.thinker, args.body)
         return
     if not 1 <= args.sessions <= 64 or not 0 < args.minutes <= 30:
         ap.error("--sessions must be 1..64 and --minutes 0..30 (bounded load on loopback only)")
@@ -149,7 +151,8 @@ def main() -> None:
     from anima.testing.server import free_port
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), "--thinker", args.thinker])
+    server = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), "--thinker", args.thinker,
+                               "--body", args.body])
     try:
         import httpx
 
@@ -166,7 +169,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
 
-    print(f"serve load: {args.sessions} sessions x {args.minutes:g} min on loopback, thinker={args.thinker}, {os.cpu_count()} cores")
+    print(f"serve load: {args.sessions} sessions x {args.minutes:g} min on loopback, thinker={args.thinker}, "
+          f"body={args.body}, {os.cpu_count()} cores")
     print(f"{'session':>7} {'RTF':>6} {'motion':>7} {'late %':>7} {'dropped':>8} {'reply ms (median)':>18} {'barge-ins':>9} {'barge-in ms':>12} {'errors':>6}")
     for i, r in enumerate(results):
         reply = f"{np.median(r['replies']) * 1000:.0f}" if r["replies"] else "-"
@@ -178,7 +182,7 @@ def main() -> None:
           f"reply latency median {np.median(all_replies) * 1000:.0f} ms p95 {np.percentile(all_replies, 95) * 1000:.0f} ms, "
           f"server RSS {rss0:.0f} -> {rss1:.0f} MB")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"sessions": args.sessions, "minutes": args.minutes, "thinker": args.thinker,
+    args.json.write_text(json.dumps({"sessions": args.sessions, "minutes": args.minutes, "thinker": args.thinker, "body": args.body,
                                      "late_fraction": late, "rss_mb": [rss0, rss1], "clients": results}, indent=2))
     print(f"wrote {args.json}")
 
