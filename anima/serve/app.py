@@ -232,7 +232,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         clock = MediaClock(realtime=True)
         live = LiveInput(clock)
         voice = CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE)
-        stages, history = _build_stages(config, thinker, ClientSink(send), seed=session_id, voice=voice)
+        # Off the event loop: a learned body or face loads its weights here (hundreds of ms), and
+        # every other session's audio and motion must keep flowing meanwhile.
+        stages, history = await asyncio.to_thread(_build_stages, config, thinker, ClientSink(send), session_id, voice)
         session = Session(stages, live, clock, history, max_duration_s=LIVE_SESSION_MAX_S)
         app.state.sessions[session_id] = session
         await ws.send_text(json.dumps({
