@@ -14,16 +14,8 @@ from anima.body.streaming import MotionStream
 from anima.body.text import MAX_PROMPT_CHARS, TextEncoder, prompt_for_gesture
 from anima.body.vae import MotionVAE, VAEConfig
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, more threads make small models much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 TEXTS = {t: np.random.default_rng(i).normal(size=384).astype(np.float32) / 20 for i, t in
          enumerate(["a person bows", "a person waves goodbye", "a person stands still", "x" * MAX_PROMPT_CHARS])}
 

@@ -15,18 +15,10 @@ from anima.face.metrics import TrackPair, evaluate, frechet_distance, segments
 from anima.face.quantizer import MultiScaleQuantizer, QuantizerConfig
 from anima.face.unils import UniLS, UniLSConfig, token_schedule
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 TINY_Q = QuantizerConfig(hidden=32, codebook_size=32, code_dim=16)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(audio: bool, lora: int = 0, seed: int = 0) -> UniLS:
