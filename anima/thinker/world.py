@@ -221,21 +221,16 @@ def read_meta(path: Path) -> dict[str, str] | None:
     """A world file's meta table, or None if the file is missing or not a world."""
     if not path.is_file():
         return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    for mode in ("mode=ro", "immutable=1"):  # immutable: a read-only directory with no -wal/-shm possible
         try:
-            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        try:
-            conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            conn = sqlite3.connect(f"file:{path}?{mode}", uri=True)
             try:
                 return dict(conn.execute("SELECT key, value FROM meta").fetchall())
             finally:
                 conn.close()
         except sqlite3.Error:
-            return None
+            continue
+    return None
 
 
 def carry_memory(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
