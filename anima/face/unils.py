@@ -545,6 +545,11 @@ class UniLS(nn.Module):
             else:
                 g(x, caches=st.caches)
             st.slot = 1
+        self._open_window(st)
+
+    def _open_window(self, st: _Stream) -> None:
+        """Empty buffers for the window about to be generated in the current slot."""
+        c = self.config
         st.frame = 0
         st.codes.append(torch.zeros(st.batch, c.tokens_per_window, dtype=torch.long))
         st.latents.append(torch.zeros(st.batch, c.window, c.code_dim))
@@ -576,12 +581,7 @@ class UniLS(nn.Module):
         if st.frame == c.window:  # the window is complete: the next one starts
             if st.slot + 1 < c.n_windows:
                 st.slot += 1
-                st.frame = 0
-                st.codes.append(torch.zeros(st.batch, c.tokens_per_window, dtype=torch.long))
-                st.latents.append(torch.zeros(st.batch, c.window, c.code_dim))
-                st.own.append(torch.zeros(st.batch, 0, c.audio_dim))
-                st.other.append(torch.zeros(st.batch, 0, c.audio_dim))
-                st.partial = torch.zeros(st.batch, len(c.scales), c.window, c.code_dim)
+                self._open_window(st)
             else:  # rebuild the cache from the window just finished, so it becomes the sequence's first
                 self._start_sequence(prefill=len(st.codes) - 1)
         f, slot = st.frame, st.slot
