@@ -91,6 +91,30 @@ _NAMING = re.compile(r"\b(?:names?|named|call(?:ed|s)?|motto|christened|titled?|
 _PLACE_NOUN = re.compile(r"\b(?:cemetery|graveyard|grave|tomb|forest|island|islet|harbou?r|port|pier|wharf|quay|bay|gulf|"
                          r"reef|cave|cavern|grotto|coast|shore|beach|strait|channel|sea ?floor|volcano|crater|lagoon|"
                          r"city|town|village|country|continent|river|lake|mountain|valley|plain|desert|pole)s?\b", re.I)
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """What a measuring question wants: a number with a unit of its kind, in a sentence that names
+    what is measured (``named`` is None when any sentence may hold it). Compiled once per question."""
+
+    amount: re.Pattern
+    named: re.Pattern | None
+
+    @classmethod
+    def of(cls, question: str) -> _Measure | None:
+        unit = next((unit for pattern, unit in _MEASURES if pattern.search(question)), None)
+        if unit is None:
+            return None
+        how = re.search(r"\bhow (\w+)", question, re.I)
+        words = _MEASURE_WORDS.get(how.group(1).lower()) if how else None
+        return cls(re.compile(rf"\b{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_UNIT}{unit}", re.I),
+                   re.compile(rf"\b(?:{words})\b", re.I) if words else None)
+
+    def held_by(self, text: str) -> bool:
+        return (self.named is None or self.named.search(text) is not None) and self.amount.search(text) is not None
+
+
 _YOUR_EXPERIENCE = re.compile(r"\b(?:did|have|had|were|was) you\b|\bdid we\b|\bhave we\b", re.I)
 _FIRST_PERSON_GROUP = re.compile(r"\b(?:I|we|us|our|my|me)\b", re.I)
 _DEFINITION = re.compile(r"^\s*(?:who|what) (?:is|was|are|were)\b|^\s*tell me about\b", re.I)
@@ -145,9 +169,6 @@ class EmbeddedResponder:
 
     def __init__(self, retriever: Retriever, persona: Persona) -> None:
         self.retriever, self.persona = retriever, persona
-        self._synonyms: dict[str, set[str]] = {}
-        self._unit: str | None = None  # the unit pattern a measuring question wants (set per question)
-        self._measure: str | None = None  # ... and the words that say what is measured
         self.narrator = retriever.world.meta.get("narrator") or "Professor Aronnax"
         own = list(persona.lines)
         self._own_lines = own
@@ -245,15 +266,15 @@ class EmbeddedResponder:
         than "animal"."""
         return {lemma(w): max(0.2, self.retriever.keywords.idf(stem(w))) for w in focus}
 
-    def _covered(self, weights: dict[str, float], text: str) -> float:
+    def _covered(self, weights: dict[str, float], text: str, synonyms: dict[str, set[str]]) -> float:
         """Share of the question's (weighted) words that ``text`` holds; a measuring word is also
-        held by its answer's words ("long" by "length" or "meters")."""
+        held by its ``synonyms`` ("long" by "length")."""
         if not weights:
             return 0.0
         have = {lemma(w) for w in re.findall(r"[A-Za-z\u00C0-\u024F]+", text)}
         held = 0.0
         for word, weight in weights.items():
-            if word in have or have & self._synonyms.get(word, set()):
+            if word in have or have & synonyms.get(word, set()):
                 held += weight
         return held / sum(weights.values())
 
@@ -281,16 +302,13 @@ class EmbeddedResponder:
         return bool(own_voice and _FIRST_PERSON_GROUP.search(hit.text if own_voice and not persona.narrator else said)
                     ) or bool(companions and re.search(r"\b(?:we|us|our)\b", said, re.I))
 
-    def _holds(self, text: str, wanted: str | None, asked_about: list[int]) -> bool:
-        """Whether ``text`` holds the kind of answer wanted, other than what the question names."""
+    def _holds(self, text: str, wanted: str | None, asked_about: list[int], measure: _Measure | None = None) -> bool:
+        """Whether ``text`` holds the kind of answer wanted, other than what the question names
+        (for a measuring question, the ``measure`` it asks for)."""
         if wanted is None:
             return False
         if wanted == "number":
-            if self._unit is not None:
-                measured = self._measure is None or re.search(rf"\b(?:{self._measure})\b", text, re.I) is not None
-                return measured and re.search(rf"\b{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_UNIT}{self._unit}", text,
-                                              re.I) is not None
-            return _NUMBER.search(text) is not None
+            return measure.held_by(text) if measure is not None else _NUMBER.search(text) is not None
         found, _ = self.retriever.mentioned_entities(text, None, gate=False)
         kinds = {self.retriever.kinds.get(e) for e in found if e not in asked_about}
         if wanted == "name":  # a name other than those the question already says, in a sentence that names
@@ -324,16 +342,14 @@ class EmbeddedResponder:
         focus = focus_words(intent.text, persona)
         weights = self._weights(focus)
         # "how long" is held by "length" (the measure's noun), not by any "meters" (depths have them too)
-        self._synonyms = {stem(m.group(0).split()[-1]): set(content_words(extra.split()[0]))
-                          for pattern, extra in EXPANSIONS for m in [pattern.search(intent.text)] if m}
+        synonyms = {stem(m.group(0).split()[-1]): set(content_words(extra.split()[0]))
+                    for pattern, extra in EXPANSIONS for m in [pattern.search(intent.text)] if m}
         _, hidden = self.retriever.mentioned_entities(intent.text, story_time, gate)
         unknown = self._unknown_terms(intent.text, focus, story_time, gate)
         about = Hit("fact", -1, persona.about, 1.0, 1, None, persona.entity, None, "persona", (), persona.entity,
                     float(self._about_vector @ q))
         wanted = next((kind for pattern, kind in _ANSWER_TYPES if pattern.search(intent.text)), None)
-        self._unit = next((unit for pattern, unit in _MEASURES if pattern.search(intent.text)), None)
-        how = re.search(r"\bhow (\w+)", intent.text, re.I)
-        self._measure = _MEASURE_WORDS.get(how.group(1).lower()) if how and self._unit else None
+        measure = _Measure.of(intent.text)
         asked_about, _ = self.retriever.mentioned_entities(intent.text, story_time, gate)
         definition = bool(_DEFINITION.search(intent.text)) and bool(asked_about)
         to_you = bool(_TO_YOU.search(intent.text)) and not asked_about
@@ -342,8 +358,8 @@ class EmbeddedResponder:
             text = self.speak_fact(hit, focus) if hit.origin != "persona" else hit.text
             if text is None or (memory.agent_said(text[:60]) and (skip_said or len(retrieved.facts) > 1)):
                 continue
-            cov = self._covered(weights, hit.text)
-            holds = self._holds(hit.text, wanted, asked_about)
+            cov = self._covered(weights, hit.text, synonyms)
+            holds = self._holds(hit.text, wanted, asked_about, measure)
             recency = RECENCY_BONUS * np.exp(-abs(story_time - hit.known_from) / RECENCY_CHAPTERS) if hit.id >= 0 else 0.0
             terse = SHORT_PENALTY if len(hit.text.split()) < SHORT_WORDS and hit.origin != "persona" else 0.0
             # The kind of answer asked for counts only in a sentence about the question: a named place
