@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anima.body.cli import add_sampler_arguments  # noqa: E402
 from anima.body.dataset import load_dataset  # noqa: E402
 from anima.body.evaluate import evaluate_methods  # noqa: E402
 from anima.body.evaluator import load_evaluator  # noqa: E402
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", type=Path, default=OUT, help="folder with chunk/, ar/, evaluator/")
     p.add_argument("--quick", action="store_true", help="fewer steps and samples (a smoke run)")
     p.add_argument("--json", type=Path, default=RESULTS)
-    p.add_argument("--level-power", type=float, default=None,
-                   help="inference level spacing for every method (default: each checkpoint's own; 1 = uniform)")
-    p.add_argument("--guidance-floor", type=float, default=None,
-                   help="no guidance at noise levels <= this, for every method (default: the config's 0.5; 0 = plain CFG)")
+    add_sampler_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 

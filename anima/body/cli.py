@@ -42,6 +42,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    """Sampler overrides for every method of an evaluation (``anima body eval``, the benchmark)."""
+    p.add_argument("--guidance-floor", type=float, default=None,
+                   help="no guidance at noise levels <= this, for every method (default: each checkpoint's, 0.5; "
+                        "0 = guidance at every level)")
+    p.add_argument("--level-power", type=float, default=None,
+                   help="inference level spacing for every method (default: each checkpoint's own; 1 = uniform)")
+
+
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -196,10 +205,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", type=Path, default=OUT / "eval.json")
     p.add_argument("--per-clip", type=int, default=6, help="text-to-motion windows per test clip")
     p.add_argument("--streams", type=int, default=16, help="transition streams per method")
-    p.add_argument("--guidance-floor", type=float, default=None,
-                   help="no guidance at noise levels <= this (default: the model config's, 0.5; 0 = guidance at every level)")
-    p.add_argument("--level-power", type=float, default=None,
-                   help="inference level spacing for every method (default: each checkpoint's own; 1 = uniform)")
+    add_sampler_arguments(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
