@@ -72,14 +72,14 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
         case "procedural":
             face = ProceduralFace(seed=seed)
         case "unils":
-            from anima.face.unils_face import UniLSFace
+            from anima.face.unils import UniLSFace
 
             face = UniLSFace.load(seed=seed)
     match _choose("body", options.body, BODIES):
         case "procedural":
             body = ProceduralBody(seed=seed)
         case "flood":
-            from anima.body.flood_body import FloodBody
+            from anima.body.flood import FloodBody
 
             body = FloodBody.load(seed=seed)
     clock_fps = 25

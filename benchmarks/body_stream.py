@@ -8,7 +8,7 @@ Measures on this CPU, for each method with the same VAE and data:
 - cold-start latency (stream start to the first frame) and first-frame latency after a prompt
   (wall time from pushing a prompt, right after a commit, to the first new frame whose denoising
   saw it), plus the media delay until the first frame denoised *entirely* under the new prompt;
-- quality on the test split (``anima.body.evaluate``): FID and R-precision with our evaluator,
+- quality on the test split (``anima.body.training.evaluate``): FID and R-precision with our evaluator,
   Peak Jerk / Area Under Jerk over prompt transitions, foot skating; VAE reconstruction MPJPE.
 
 FloodDiffusion comes from the shipped weights (``anima/assets/weights/body``); the baselines and
@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anima.body.cli import add_sampler_arguments  # noqa: E402
-from anima.body.dataset import load_dataset  # noqa: E402
-from anima.body.evaluate import evaluate_methods  # noqa: E402
-from anima.body.evaluator import load_evaluator  # noqa: E402
+from anima.body.data.dataset import load_dataset  # noqa: E402
+from anima.body.training.evaluate import evaluate_methods  # noqa: E402
+from anima.body.training.evaluator import load_evaluator  # noqa: E402
 from anima.body.paths import OUT, WEIGHTS  # noqa: E402
-from anima.body.streaming import FRAMES_PER_TOKEN, MotionStream  # noqa: E402
+from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream  # noqa: E402
 from anima.body.text import GESTURE_PROMPTS, TextEncoder  # noqa: E402
-from anima.body.train import load_vae  # noqa: E402
+from anima.body.training.train import load_vae  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "body_stream.json"
 FPS = 20

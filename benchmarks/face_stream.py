@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from anima.face.procedural import ProceduralFace
-    from anima.face.unils_face import UniLSFace
+    from anima.face.unils import UniLSFace
 
     torch.set_num_threads(args.threads)
     own, other = dialogue_audio(args.seconds)

@@ -38,7 +38,7 @@ def _stats(xs: list[float]) -> dict:
 
 
 def bench_build(novel: Path) -> dict:
-    from anima.thinker.build import build_world
+    from anima.thinker.data.build import build_world
 
     with tempfile.TemporaryDirectory() as tmp:
         result = build_world(novel, Path(tmp) / "world.db", embedder="minilm", progress=False)
@@ -47,7 +47,7 @@ def bench_build(novel: Path) -> dict:
 
 
 def queries(world, n: int, seed: int = 0) -> list[tuple[str, int]]:
-    from anima.thinker.evaluate import SUITE_DIR, load_suites
+    from anima.thinker.training.evaluate import SUITE_DIR, load_suites
 
     rng = random.Random(seed)
     out = [(item.prompt, item.story_time) for items in load_suites(SUITE_DIR).values() for item in items]
@@ -143,7 +143,7 @@ def bench_respond(world_path: Path, n: int) -> dict:
 
 
 def bench_eval(world_path: Path) -> dict:
-    from anima.thinker.evaluate import SUITE_DIR, load_suites, run_suites
+    from anima.thinker.training.evaluate import SUITE_DIR, load_suites, run_suites
     from anima.thinker.world import World
 
     world = World.open(world_path, readonly=True)

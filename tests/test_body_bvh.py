@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anima.body.bvh import BVHError, read_bvh
-from anima.body.fixtures import MOCAP, bvh_text
-from anima.body.rigs import RigError, detect_rig, to_humanml_joints
+from anima.body.data.bvh import BVHError, read_bvh
+from anima.testing.bvh import MOCAP, bvh_text
+from anima.body.data.rigs import RigError, detect_rig, to_humanml_joints
 from anima.body.skeleton import REST_JOINTS
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anima.body.cli import main
-from anima.body.fixtures import MOCAP, bvh_text
+from anima.testing.bvh import MOCAP, bvh_text
 
 pytestmark = pytest.mark.unit
 

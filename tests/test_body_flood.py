@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from anima.body.dit import DiTConfig, MotionDiT
-from anima.body.schedule import ChunkSchedule, TriangularSchedule, make_schedule
-from anima.body.streaming import MotionStream
+from anima.body.model.dit import DiTConfig, MotionDiT
+from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
+from anima.body.model.streaming import MotionStream
 from anima.body.text import MAX_PROMPT_CHARS, TextEncoder, prompt_for_gesture
-from anima.body.vae import MotionVAE, VAEConfig
+from anima.body.model.vae import MotionVAE, VAEConfig
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -213,7 +213,7 @@ def test_flood_first_frame_after_prompt_is_two_steps_away(tiny):
 
 
 def test_a_few_training_steps_lower_the_loss():
-    from anima.body.train import diffusion_loss
+    from anima.body.training.train import diffusion_loss
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -226,7 +226,7 @@ def test_a_few_training_steps_lower_the_loss():
         texts = [np.tile(TEXTS["a person bows"], (30, 1)), np.tile(TEXTS["a person waves goodbye"], (30, 1))]
         p = np.array([0.5, 0.5])
 
-    from anima.body.train import diffusion_batch
+    from anima.body.training.train import diffusion_batch
 
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     batches = [diffusion_batch(Clips, schedule, config, 16, rng, 0.1) for _ in range(4)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from anima.body.animator import BodyAnimator, VideoRateBody
+from anima.body.base import BodyAnimator, VideoRateBody
 from anima.body.paths import WEIGHTS
 
 pytestmark = [
@@ -19,7 +19,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def body():
-    from anima.body.flood_body import FloodBody
+    from anima.body.flood import FloodBody
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)

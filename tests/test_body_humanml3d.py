@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from anima.body import humanml3d as H
-from anima.body.dataset import bandai_text, cmu_descriptions, joints_from_bvh, split_of, still_segments
-from anima.body.fixtures import MOCAP
+from anima.body.data import humanml3d as H
+from anima.body.data.dataset import bandai_text, cmu_descriptions, joints_from_bvh, split_of, still_segments
+from anima.testing.bvh import MOCAP
 from anima.body.skeleton import PARENTS, REST_JOINTS, REST_OFFSETS
 
 pytestmark = pytest.mark.unit
 needs_mocap = pytest.mark.skipif(not MOCAP.is_dir(), reason="../shared/data/mocap not present")
-# Clips of the fixed test split (anima.body.dataset.split_of), one per rig, and a CMU clip that
+# Clips of the fixed test split (anima.body.data.dataset.split_of), one per rig, and a CMU clip that
 # turns through 180 degrees (the case the reference's arcsin gets wrong).
 TEST_CLIPS = ["bandai-namco-1/data/dataset-1_bye_happy_001.bvh", "cmu-iclone/005/005_01.bvh",
               "bandai-namco-1/data/dataset-1_walk-back_angry_001.bvh", "cmu-iclone/001/001_08.bvh"]

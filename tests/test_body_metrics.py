@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anima.body.metrics import (
+from anima.body.training.metrics import (
     area_under_jerk,
     foot_skating_ratio,
     frechet_distance,

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from anima.body.animator import BodyAnimator, VideoRateBody
+from anima.body.base import BodyAnimator, VideoRateBody
 from anima.body.procedural import ProceduralBody, gesture_for_prompt
 from anima.body.skeleton import JOINT, NUM_JOINTS, PARENTS, REST_JOINTS, REST_OFFSETS
 from anima.core.plan import GESTURES

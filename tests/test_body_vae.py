@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anima.body.vae import MotionVAE, VAEConfig
+from anima.body.model.vae import MotionVAE, VAEConfig
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 

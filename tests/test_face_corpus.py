@@ -14,8 +14,8 @@ import torch
 
 from anima.face import motion as motion_space
 from anima.face import params
-from anima.face.corpus import DEFAULT_NOVEL, build_corpus, load_dialogue, load_tracks, read_manifest
-from anima.face.importer import FaceImportError, face_from_tracking, import_corpus
+from anima.face.data.corpus import DEFAULT_NOVEL, build_corpus, load_dialogue, load_tracks, read_manifest
+from anima.face.data.importer import FaceImportError, face_from_tracking, import_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -164,10 +164,10 @@ def test_training_commands_resume_export_and_experiment(tiny_corpus, tmp_path):
 
 
 def _train_export_and_score(tiny_corpus: Path, out: Path) -> None:
-    from anima.face.experiment import markdown_tables, run_experiment
-    from anima.face.export import export_weights
-    from anima.face.train_unils import train_onestage, train_quantizer, train_stage1, train_stage2
-    from anima.face.unils_face import UniLSFace
+    from anima.face.training.experiment import markdown_tables, run_experiment
+    from anima.face.training.export import export_weights
+    from anima.face.training.train import train_onestage, train_quantizer, train_stage1, train_stage2
+    from anima.face.unils import UniLSFace
     from anima.train.checkpoint import read_config
 
     report = train_quantizer(tiny_corpus, out / "q", steps=20, batch=4, overrides=["hidden=32"], progress=False)

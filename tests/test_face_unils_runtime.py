@@ -33,7 +33,7 @@ turns:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    from anima.face.unils_face import DEFAULT_WEIGHTS
+    from anima.face.unils import DEFAULT_WEIGHTS
     from anima.talker.espeak import EspeakTTS
 
     if not (DEFAULT_WEIGHTS / "config.json").is_file():

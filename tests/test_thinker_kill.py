@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from anima.thinker.build import build_world
-from anima.thinker.sample import SAMPLE_CHAPTERS, write_sample_novel
+from anima.thinker.data.build import build_world
+from anima.thinker.data.sample import SAMPLE_CHAPTERS, write_sample_novel
 from anima.thinker.world import World
 
 pytestmark = pytest.mark.integration

@@ -57,7 +57,7 @@ def _error(message: str) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from anima.body.dataset import build_dataset
+    from anima.body.data.dataset import build_dataset
 
     if not Path(args.mocap).is_dir():
         return _error(f"{args.mocap}: no such mocap folder")
@@ -71,9 +71,9 @@ def _build(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from anima.body.bvh import BVHError, read_bvh
-    from anima.body.humanml3d import canonicalize, extract_features, uniform_skeleton
-    from anima.body.rigs import RigError, detect_rig, to_humanml_joints
+    from anima.body.data.bvh import BVHError, read_bvh
+    from anima.body.data.humanml3d import canonicalize, extract_features, uniform_skeleton
+    from anima.body.data.rigs import RigError, detect_rig, to_humanml_joints
     from anima.body.skeleton import BODY_FPS, resample_joints
 
     try:
@@ -93,7 +93,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from anima.body.train import run
+    from anima.body.training.train import run
 
     try:
         return run(args)
@@ -104,12 +104,12 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from anima.body.dataset import load_dataset
-    from anima.body.evaluate import evaluate_methods, write_report
-    from anima.body.evaluator import load_evaluator
-    from anima.body.streaming import MotionStream
+    from anima.body.data.dataset import load_dataset
+    from anima.body.training.evaluate import evaluate_methods, write_report
+    from anima.body.training.evaluator import load_evaluator
+    from anima.body.model.streaming import MotionStream
     from anima.body.text import TextEncoder
-    from anima.body.train import load_vae
+    from anima.body.training.train import load_vae
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -158,7 +158,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from anima.body.render_stream import run
+    from anima.render.body_preview import run
 
     return run(args)
 
@@ -216,7 +216,7 @@ def register(subparsers) -> None:
     p.add_argument("--to", type=Path, default=WEIGHTS)
     p.set_defaults(func=_export)
 
-    from anima.body.render_stream import add_arguments as render_arguments
+    from anima.render.body_preview import add_arguments as render_arguments
 
     p = sub.add_parser("render-stream", help="render a FloodDiffusion stream with prompts changing every few seconds")
     render_arguments(p)

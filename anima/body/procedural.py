@@ -3,7 +3,7 @@
 No model and no data: a living idle (breathing, weight shift, arm and head sway), speech-beat
 accents of the forearms around word onsets, and one keyframed gesture per motion prompt (the
 ``anima.core.plan.GESTURES`` vocabulary, also found in free text such as "a person waves
-goodbye"). It implements ``anima.body.animator.BodyAnimator`` at 20 fps::
+goodbye"). It implements ``anima.body.base.BodyAnimator`` at 20 fps::
 
     body = ProceduralBody(seed=0)
     body.push_prompt("a person bows", t_s=1.0)

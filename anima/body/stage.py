@@ -6,7 +6,7 @@ speech beats as the playout schedules them, and an interruption sends the body b
 
 from __future__ import annotations
 
-from anima.body.animator import BodyAnimator, VideoRateBody
+from anima.body.base import BodyAnimator, VideoRateBody
 from anima.core.frames import (
     NS_PER_S,
     AgentStoppedSpeakingFrame,

@@ -4,7 +4,7 @@
     e = encoder.embed(["a person bows"])       # (1, 384), unit norm; "" embeds to zeros (the null prompt)
     prompt_for_gesture("bye")                  # "a person waves goodbye"
 
-The encoder (``anima.thinker.embed``'s MiniLM, one per process) is loaded lazily (about 5 s on a
+The encoder (``anima.embed``'s MiniLM, one per process) is loaded lazily (about 5 s on a
 laptop CPU) and only when a prompt is not in the cache; the shipped FloodDiffusion checkpoint carries the embeddings of every training text and
 gesture prompt, so the runtime normally never loads it.
 """
@@ -50,7 +50,7 @@ def prompt_for_gesture(text: str) -> str:
 class TextEncoder:
     """MiniLM sentence embeddings with an in-memory cache. Thread-safe.
 
-    The model itself is the process-wide one of ``anima.thinker.embed`` (loaded once, lazily, and
+    The model itself is the process-wide one of ``anima.embed`` (loaded once, lazily, and
     shared with the story thinker's retrieval), so a live server running both holds one copy."""
 
     def __init__(self, cache: dict[str, np.ndarray] | None = None) -> None:
@@ -63,7 +63,7 @@ class TextEncoder:
         with self._lock:
             missing = sorted({t for t in texts if t and t not in self.cache})
             if missing:
-                from anima.thinker.embed import get_embedder  # the shared MiniLM (imports torch lazily)
+                from anima.embed import get_embedder  # the shared MiniLM (imports torch lazily)
 
                 vectors = get_embedder("minilm").encode(missing)
                 for t, v in zip(missing, vectors, strict=True):

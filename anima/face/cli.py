@@ -21,7 +21,7 @@ def _error(message: str) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from anima.face.corpus import build_corpus
+    from anima.face.data.corpus import build_corpus
 
     if not Path(args.novel).is_dir():
         return _error(f"{args.novel}: no such novel folder (chapter .txt files)")
@@ -34,7 +34,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _train(kind: str):
     def run(args: argparse.Namespace) -> int:
-        from anima.face.train_unils import run_command
+        from anima.face.training.train import run_command
         from anima.train.checkpoint import CheckpointError
 
         try:
@@ -46,7 +46,7 @@ def _train(kind: str):
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from anima.face.experiment import run_cli
+    from anima.face.training.experiment import run_cli
 
     if not args.model:
         return _error("give at least one --model NAME=DIR")
@@ -57,7 +57,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from anima.face.importer import FaceImportError, import_corpus
+    from anima.face.data.importer import FaceImportError, import_corpus
 
     try:
         manifest = import_corpus(args.src, args.out, args.expression_map, args.seed)
@@ -68,7 +68,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from anima.face.export import export_weights
+    from anima.face.training.export import export_weights
 
     try:
         out = export_weights(args.checkpoint, args.out, args.corpus, args.styles, args.temperature, args.top_k)
@@ -79,7 +79,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from anima.face.dialogue_video import run_cli
+    from anima.render.face_dialogue import run_cli
 
     try:
         return run_cli(args)
@@ -89,8 +89,8 @@ def _animate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``anima face ...`` to the top-level parser."""
-    from anima.face.corpus import DEFAULT_NOVEL
-    from anima.face.train_unils import add_arguments
+    from anima.face.data.corpus import DEFAULT_NOVEL
+    from anima.face.training.train import add_arguments
 
     face = subparsers.add_parser("face", help="UniLS face model: corpus, training, experiment, import, export",
                                  description="The learned speaking-and-listening face (UniLS). See docs/unils.md.")
@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="import tracked FLAME/ARKit parameters + audio as a corpus",
                        description="Import real data. Layout: SRC/<session>/{a.npz, a.wav, b.npz, b.wav}; "
-                                   "see anima/face/importer.py or docs/unils.md for the arrays.")
+                                   "see anima/face/data/importer.py or docs/unils.md for the arrays.")
     p.add_argument("src", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--expression-map", type=Path, default=None, help="(N, 52) .npy map from FLAME expression to ARKit")

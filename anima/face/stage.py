@@ -7,8 +7,6 @@ the mouth motion the moment the agent is interrupted.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
 from anima.core.frames import (
@@ -17,24 +15,13 @@ from anima.core.frames import (
     FaceParamsFrame,
     Frame,
     PlayedAudioFrame,
-    SpeechEvent,
     SystemFrame,
     ThinkerPlanFrame,
     TickFrame,
     UserAudioFrame,
 )
 from anima.core.stage import DOWN, Direction, Stage
-
-
-class FaceAnimator(Protocol):
-    """What the face stage drives: the procedural default now, UniLS later."""
-
-    def schedule_speech(self, events: list[tuple[float, SpeechEvent]]) -> None: ...
-    def cut_speech(self, t_s: float) -> None: ...
-    def set_emotion(self, emotion: str, t_s: float) -> None: ...
-    def set_gaze(self, target: str, t_s: float) -> None: ...
-    def step(self, t_s: float, own_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray: ...
-    def reset(self) -> None: ...
+from anima.face.base import FaceAnimator
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)

@@ -1,653 +1,242 @@
-"""UniLS: one autoregressive transformer for the speaking *and* listening face of both parties.
+"""UniLS as the runtime's Face Animator (``anima render --face unils``).
 
-The generator predicts the multi-scale motion codes of ``anima.face.quantizer`` one token at a
-time. A sequence is two 4 s windows (the "past chunk" and the "next chunk" of the paper's
-M[t:2t] = G(M[1:t], ...)), 2 x 181 tokens, in *time order*: at frame f the tokens of every
-segment that starts at f are emitted coarse to fine (all five scales at f = 0, only the
-per-frame scale at odd frames, 1.81 tokens per frame on average). A token's input is what is
-already known about its frame (the sum of the coarser codes covering it) and the full latent of
-the frame before, plus scale and frame embeddings; a style token (from a reference clip of the
-speaker's motion) comes first.
+``UniLSFace`` implements the ``FaceAnimator`` protocol with the shipped UniLS weights
+(``anima/assets/weights/face/unils``). Each tick it turns the agent's played audio and the user's
+audio into one log-mel row each (streaming, causal), advances the model by one frame and returns
+a 112-D face that passes ``params.check_ranges``. The model is audio-driven, so phoneme events
+are not needed (``schedule_speech`` only records that speech is coming) and ``cut_speech`` needs
+nothing: the interrupted audio stops and the mouth follows. The plan's emotion and gaze are laid
+over the generated face (blended over 0.5 s / 0.35 s) as the procedural face does.
 
-- Stage 1 (``audio=False``): self-attention + MLP blocks; motion and style only. It learns the
-  audio-free prior: blinks, nods, drift, micro-expressions.
-- Stage 2 (``audio=True, lora_rank > 0``): every block gets two cross-attention layers, one on the
-  speaker's own audio and one on the other party's, trained from scratch (zero-initialised
-  output, so stage 2 starts as stage 1), while the stage-1 linears are frozen and adapted by LoRA.
-- One-stage baseline: ``audio=True, lora_rank=0``, everything trained from scratch on dialogue.
+The runtime policy holds: ``step`` never raises on bad audio. Empty ticks are silence, non-finite
+samples count as silence, clipped audio is clipped to [-1, 1], and a tick of another length is
+taken to span 40 ms and resampled (a 16 kHz microphone gives 640 samples).
 
-Token n at frame f attends a causal window of audio frames ending at f (the own voice's last 6
-frames, the other party's last 50, with a learned bias per offset; the features of tick f end with
-the tick), so the model runs live: ``UniLS.streaming`` is a context manager that holds the KV caches and
-``UniLS.step`` consumes one tick of both parties' features and returns one frame of motion. At
-each window boundary the cache is rebuilt from the last window's tokens, so streaming computes
-exactly what the teacher-forced forward computes on the same sequence.
-
-Both parties come from the same weights with the two audio tracks swapped.
+    from anima.face.unils import UniLSFace
+    face = UniLSFace.load(seed=0)
+    params_112 = face.step(0.0, own_tick_960, other_tick_960)
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
+import logging
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
+from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from safetensors.numpy import load_file
 
-from anima.face.quantizer import MultiScaleQuantizer
+from anima.core.frames.audio import SpeechEvent
+from anima.core.plan import EMOTIONS, GAZE_TARGETS
+from anima.face import motion as motion_space
+from anima.face import params
+from anima.face.audio_features import AudioFeatureConfig, LogMelStream, fit_tick
+from anima.face.listening import GAZE_DIRECTIONS
+from anima.face.procedural import EMOTION_POSES
+from anima.face.model.unils import SamplingConfig, UniLS
 
-# ---------------------------------------------------------------------------------------------
-# Blocks
+logger = logging.getLogger(__name__)
 
-
-class LoRALinear(nn.Linear):
-    """nn.Linear with an optional low-rank update ``x A^T B^T * alpha / r`` (B starts at zero)."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rank: int = 0, alpha: float = 16.0) -> None:
-        super().__init__(in_features, out_features, bias)
-        self.rank = 0
-        if rank > 0:
-            self.add_lora(rank, alpha)
-
-    def add_lora(self, rank: int, alpha: float) -> None:
-        self.rank = rank
-        self.lora_scale = alpha / rank
-        self.lora_a = nn.Parameter(torch.randn(rank, self.in_features) / math.sqrt(self.in_features))
-        self.lora_b = nn.Parameter(torch.zeros(self.out_features, rank))
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the low-rank update into the weight (inference: one matmul instead of three)."""
-        if self.rank:
-            self.weight += (self.lora_b @ self.lora_a) * self.lora_scale
-            del self.lora_a, self.lora_b
-            self.rank = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
-        if self.rank:
-            y = y + F.linear(F.linear(x, self.lora_a), self.lora_b) * self.lora_scale
-        return y
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "face" / "unils"
+EMOTION_BLEND_S = 0.5
+GAZE_TIME_CONSTANT_S = 0.35
 
 
-@dataclass
-class KVCache:
-    """Keys and values of the tokens seen so far in one layer. (B, H, max_len, hd)"""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    length: int = 0
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        c = config
-        self.n_head = c.n_head
-        self.qkv = LoRALinear(c.n_embd, 3 * c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
-        self.proj = LoRALinear(c.n_embd, c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        if cache is None:
-            # No attention dropout: it forces the slow math kernel on CPU (dropout sits on the MLP).
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            start = cache.length
-            if start + T > cache.k.shape[2]:
-                raise RuntimeError(f"KV cache overflow: {start} + {T} > {cache.k.shape[2]}")
-            cache.k[:, :, start:start + T] = k
-            cache.v[:, :, start:start + T] = v
-            cache.length = start + T
-            k, v = cache.k[:, :, :start + T], cache.v[:, :, :start + T]
-            if T == 1:
-                y = F.scaled_dot_product_attention(q, k, v)
-            else:  # new tokens see the cache and each other causally
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.proj(y)
+def _emotion_offset(name: str) -> np.ndarray:
+    """The emotion's pose as an offset in motion space (free ARKit weights and head angles). # (50,)"""
+    weights, head, eye_pitch = EMOTION_POSES[name]
+    face = params.neutral()
+    for key, value in weights.items():
+        if key not in params.ROTATION_DRIVEN:
+            face[params.ARKIT_INDEX[key]] = value
+    face[params.HEAD] = head
+    face[106] = face[109] = eye_pitch
+    return motion_space.to_motion(face)
 
 
-class CrossAttention(nn.Module):
-    """Motion tokens attend to a causal window of audio frames; new in stage 2.
+_EMOTIONS = {name: _emotion_offset(name) for name in EMOTIONS}
 
-    A token at frame f sees the audio frames f - window + 1 ... f, with a learned per-head bias
-    for each offset (an alignment prior, as FaceFormer's alignment mask: lips follow the last few
-    hundred ms of the own voice, listening follows the last seconds of the other party's). The
-    output projection starts at zero, so a stage-2 model starts as its stage-1 model.
+
+class UniLSFace:
+    """The learned face animator (see the module docstring).
+
+    Args:
+        model: a trained audio-conditioned ``UniLS`` (its LoRA updates are merged in place).
+        style_ref: (T_ref, 50) reference motion of the identity to play, natural units.
+        seed: sampling seed (the same seed and audio give the same frames).
+        sampling: temperature / top-k of the code sampling.
+        head_smoothing: weight of the previous frame in a one-pole causal filter on the head
+            angles (0 = off). Sampled codes leave a little frame-to-frame jitter on the head
+            (second differences ~6x the training data's); 0.5 halves it for about one frame of lag,
+            as ARTalk smooths its output. The experiment's metrics are computed without it.
     """
 
-    def __init__(self, config: UniLSConfig, window: int) -> None:
-        super().__init__()
-        c = config
-        self.n_head = c.n_head
-        self.window = window
-        self.q = nn.Linear(c.n_embd, c.n_embd)
-        self.kv = nn.Linear(c.n_embd, 2 * c.n_embd)
-        self.proj = nn.Linear(c.n_embd, c.n_embd)
-        self.rel_bias = nn.Parameter(torch.zeros(c.n_head, window))
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+    def __init__(self, model: UniLS, style_ref: np.ndarray, seed: int = 0, sampling: SamplingConfig | None = None,
+                 head_smoothing: float = 0.5) -> None:
+        if not 0.0 <= head_smoothing < 1.0:
+            raise ValueError(f"UniLSFace: head_smoothing must be in [0, 1), got {head_smoothing}")
+        self.head_smoothing = float(head_smoothing)
+        if not model.config.audio:
+            raise ValueError("UniLSFace: needs an audio-conditioned model (stage 2 or one-stage), got an audio-free one")
+        ref = np.asarray(style_ref, dtype=np.float32)
+        if ref.ndim != 2 or ref.shape[1] != motion_space.MOTION_DIM or not np.isfinite(ref).all():
+            raise ValueError(f"UniLSFace: style_ref must be finite (T, {motion_space.MOTION_DIM}), got {ref.shape}")
+        self.model = model.eval()
+        self.model.generator.merge_lora()  # inference only: one matmul per LoRA layer
+        self.seed = int(seed)
+        self.sampling = sampling or SamplingConfig()
+        self.features = AudioFeatureConfig()
+        if self.features.dim != model.config.audio_dim:
+            raise ValueError(f"UniLSFace: model expects {model.config.audio_dim}-D audio rows, features give {self.features.dim}")
+        self._ref = model.quantizer.normalize(torch.from_numpy(ref))[None]  # (1, T_ref, 50)
+        self._streams = (LogMelStream(self.features), LogMelStream(self.features))
+        self._ctx = None
+        self.step_times_s: list[float] = []  # wall time of each step, for latency reports
+        self.reset()
 
-    def memory(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoded audio (B, L, C) -> keys and values (B, H, L, hd)."""
-        B, L, C = audio.shape
-        k, v = self.kv(audio).split(C, dim=2)
-        return tuple(t.view(B, L, self.n_head, C // self.n_head).transpose(1, 2) for t in (k, v))
+    # -- loading ----------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:
-        """rel: (T, L) frame offsets (query frame - key frame); None when streaming one token whose
-        frame is the newest key (the last ``window`` keys are used)."""
-        B, T, C = x.shape
-        if rel is None:  # streaming: the newest key is this token's frame, offsets keep - 1 ... 0
-            keep = min(self.window, k.shape[2])
-            k, v = k[:, :, -keep:], v[:, :, -keep:]
-            bias = self.rel_bias[:, :keep].flip(1)[None, :, None]  # (1, H, 1, keep)
-        else:
-            valid = (rel >= 0) & (rel < self.window)
-            bias = self.rel_bias[:, rel.clamp(0, self.window - 1)].masked_fill(~valid, float("-inf"))[None]  # (1, H, T, L)
-        q = self.q(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+    @classmethod
+    def load(cls, weights: str | Path | None = None, seed: int = 0, style: str | None = None,
+             sampling: SamplingConfig | None = None, threads: int | None = 1, head_smoothing: float = 0.5) -> UniLSFace:
+        """The shipped weights (or a checkpoint directory) with one of its style clips.
 
-
-class MLP(nn.Module):
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        c = config
-        self.fc = LoRALinear(c.n_embd, 4 * c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
-        self.proj = LoRALinear(4 * c.n_embd, c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
-        self.dropout = nn.Dropout(c.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
-
-
-class Block(nn.Module):
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        c = config
-        self.ln_1 = nn.LayerNorm(c.n_embd)
-        self.attn = SelfAttention(c)
-        if c.audio:
-            self.ln_own = nn.LayerNorm(c.n_embd)
-            self.xattn_own = CrossAttention(c, c.own_window)
-            self.ln_other = nn.LayerNorm(c.n_embd)
-            self.xattn_other = CrossAttention(c, c.other_window)
-        self.ln_2 = nn.LayerNorm(c.n_embd)
-        self.mlp = MLP(c)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, audio: dict | None = None) -> torch.Tensor:
-        """x: (B, T, C); audio: {"own": (k, v), "other": (k, v), "rel": (T, L) or None, "skip": n}.
-
-        The first ``skip`` tokens (the style token) get no cross-attention: they precede all audio.
+        Args:
+            weights: checkpoint directory; default ``anima/assets/weights/face/unils``.
+            seed: sampling seed.
+            style: name of a style clip in ``styles.safetensors`` (default: the first).
+            sampling: sampling settings; default: the ones the card recommends (config.json).
+            threads: ``torch.set_num_threads`` for the process (default 1: this small model runs
+                fastest on one thread, and more threads fight the renderer and encoder for the
+                cores; None leaves torch's setting alone).
+            head_smoothing: see the class docstring.
         """
-        x = x + self.attn(self.ln_1(x), cache)
-        if audio is not None and x.shape[1] > audio["skip"]:
-            s = audio["skip"]
-            h = x[:, s:]
-            h = h + self.xattn_own(self.ln_own(h), *audio["own"], audio["rel"])
-            h = h + self.xattn_other(self.ln_other(h), *audio["other"], audio["rel"])
-            x = torch.cat([x[:, :s], h], dim=1) if s else h
-        return x + self.mlp(self.ln_2(x))
+        from anima.face.training.train import load_unils
 
+        directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"UniLSFace: no weights at {directory} (train them: see docs/unils.md)")
+        if threads:
+            torch.set_num_threads(int(threads))
+        model, meta = load_unils(directory)
+        styles_path = directory / "styles.safetensors"
+        if not styles_path.is_file():
+            raise FileNotFoundError(f"UniLSFace: {styles_path} is missing (style clips of the shipped identities)")
+        styles = load_file(str(styles_path))
+        if not styles:
+            raise ValueError(f"UniLSFace: {styles_path} holds no style clip")
+        name = style or sorted(styles)[0]
+        if name not in styles:
+            raise KeyError(f"unknown style {name!r}; available: {', '.join(sorted(styles))}")
+        if sampling is None:
+            s = meta.get("extra", {}).get("sampling") or {}
+            sampling = SamplingConfig(float(s.get("temperature", 1.0)), int(s.get("top_k", 0)))
+        return cls(model, styles[name], seed=seed, sampling=sampling, head_smoothing=head_smoothing)
 
-class StyleEncoder(nn.Module):
-    """A reference clip of the speaker's motion -> one style token (mean and spread of its frames
-    and frame-to-frame changes, so amplitude and rate of motion both show)."""
+    @staticmethod
+    def available_styles(weights: str | Path | None = None) -> list[str]:
+        directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        return sorted(load_file(str(directory / "styles.safetensors")))
 
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        c = config
-        self.frame = nn.Sequential(nn.Linear(2 * c.motion_dim, c.style_dim), nn.GELU(), nn.Linear(c.style_dim, c.style_dim))
-        self.out = LoRALinear(2 * c.style_dim, c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
+    @staticmethod
+    def card(weights: str | Path | None = None) -> dict:
+        directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        return json.loads((directory / "config.json").read_text())
 
-    def forward(self, ref: torch.Tensor) -> torch.Tensor:
-        """ref: (B, T_ref, motion_dim) normalised motion -> (B, 1, C)."""
-        delta = torch.cat([torch.zeros_like(ref[:, :1]), ref[:, 1:] - ref[:, :-1]], dim=1) * 4.0
-        h = self.frame(torch.cat([ref, delta], dim=-1))  # (B, T_ref, style_dim)
-        return self.out(torch.cat([h.mean(1), h.std(1)], dim=-1))[:, None]  # (B, 1, C)
+    # -- FaceAnimator -----------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """A new session: fresh model state, feature streams, emotion and gaze."""
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+        for s in self._streams:
+            s.reset()
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._ctx = self.model.streaming(self._ref, self.sampling, self._generator)
+        self._ctx.__enter__()
+        neutral = _EMOTIONS["neutral"]
+        self._emotion_from = self._emotion_to = neutral
+        self._emotion_t0 = -math.inf
+        self._gaze_target = np.zeros(2)
+        self._gaze = np.zeros(2)
+        self._speech_until_s = -math.inf
+        self._last_t: float | None = None
+        self._head: np.ndarray | None = None
+        self.step_times_s.clear()
 
-class AudioEncoder(nn.Module):
-    """Log-mel rows (B, L, audio_dim) -> (B, L, C); causal 3-tap convolution, so frame f sees <= f."""
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
 
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        c = config
-        self.conv = nn.Conv1d(c.audio_dim, c.n_embd, kernel_size=3)
-        self.proj = nn.Linear(c.n_embd, c.n_embd)
-        self.party = nn.Embedding(2, c.n_embd)  # 0 = own voice, 1 = the other party
-        self.pos = nn.Embedding(c.n_windows * c.window, c.n_embd)
+    def schedule_speech(self, events: list[tuple[float, SpeechEvent]]) -> None:
+        """Audio-driven: the events only tell when speech is expected (to damp the emotion's mouth)."""
+        for t, e in events:
+            if e.kind in ("end", "phoneme") and math.isfinite(t):
+                self._speech_until_s = max(self._speech_until_s, float(t))
 
-    def encode(self, feats: torch.Tensor, party: int, first_pos: int, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode frames at sequence positions ``first_pos ...``; ``context`` is the (B, 2, audio_dim)
-        rows before them (zeros at the start of a sequence). -> (B, L, C)"""
-        B, L, _ = feats.shape
-        if context is None:
-            context = feats.new_zeros(B, 2, feats.shape[2])
-        h = self.conv(torch.cat([context, feats], dim=1).transpose(1, 2)).transpose(1, 2)  # (B, L, C)
-        pos = torch.arange(first_pos, first_pos + L, device=feats.device)
-        return self.proj(F.gelu(h)) + self.party.weight[party] + self.pos(pos)
+    def cut_speech(self, t_s: float) -> None:
+        """Interruption: the audio stops, and the model's mouth with it; the speech horizon ends now."""
+        if math.isfinite(t_s):
+            self._speech_until_s = min(self._speech_until_s, float(t_s))
 
+    def set_emotion(self, emotion: str, t_s: float) -> None:
+        """Blend the plan's emotion over the generated face from ``t_s`` on (0.5 s)."""
+        if emotion not in _EMOTIONS:
+            raise ValueError(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
+        if not math.isfinite(t_s):
+            raise ValueError(f"set_emotion: t_s must be finite, got {t_s}")
+        self._emotion_from = self._emotion_at(float(t_s))
+        self._emotion_to = _EMOTIONS[emotion]
+        self._emotion_t0 = float(t_s)
 
-# ---------------------------------------------------------------------------------------------
-# The model
+    def set_gaze(self, target: str, t_s: float) -> None:
+        """Shift the gaze toward a ``plan.GAZE_TARGETS`` target (eyes, and the head by 35 %)."""
+        if target not in GAZE_TARGETS:
+            raise ValueError(f"unknown gaze target {target!r}; expected one of {', '.join(GAZE_TARGETS)}")
+        self._gaze_target = np.array(GAZE_DIRECTIONS[target], dtype=np.float64)
 
+    def _emotion_at(self, t_s: float) -> np.ndarray:
+        s = min(max((t_s - self._emotion_t0) / EMOTION_BLEND_S, 0.0), 1.0)
+        s = s * s * (3.0 - 2.0 * s)
+        return self._emotion_from + (self._emotion_to - self._emotion_from) * s
 
-@dataclass
-class UniLSConfig:
-    motion_dim: int = 50  # anima.face.motion.MOTION_DIM
-    code_dim: int = 64  # quantiser code size
-    codebook_size: int = 256
-    window: int = 100  # frames per quantiser window
-    scales: tuple[int, ...] = (1, 5, 25, 50, 100)
-    n_windows: int = 2  # sequence = past window + next window
-    audio_dim: int = 80  # AudioFeatureConfig().dim
-    style_dim: int = 64  # style encoder width
-    n_layer: int = 3
-    n_head: int = 4
-    n_embd: int = 96
-    dropout: float = 0.1
-    audio: bool = False  # two cross-attention layers per block (stage 2 / one-stage)
-    own_window: int = 6  # audio frames the own-voice cross-attention sees (f - 5 ... f: 240 ms)
-    other_window: int = 50  # ... and the other-party cross-attention (2 s)
-    lora_rank: int = 0  # > 0: LoRA adapters on the stage-1 linears
-    lora_alpha: float = 16.0
-
-    def __post_init__(self) -> None:
-        self.scales = tuple(int(s) for s in self.scales)
-        if self.n_embd % self.n_head:
-            raise ValueError(f"UniLSConfig: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
-
-    @property
-    def tokens_per_window(self) -> int:
-        return sum(self.scales)
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = the whole codebook
-
-
-def token_schedule(window: int, scales: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Time order of one window's tokens: (scale index, segment index, start frame), each (N,)."""
-    entries = []
-    for si, s in enumerate(scales):
-        seg = window // s
-        entries += [(i * seg, si, i) for i in range(s)]
-    entries.sort()
-    start, scale, segment = zip(*entries, strict=True)
-    return torch.tensor(scale), torch.tensor(segment), torch.tensor(start)
-
-
-class UniLSGenerator(nn.Module):
-    """The transformer; ``UniLS`` wraps it with the quantiser and the streaming state."""
-
-    def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        self.config = c = config
-        self.style = StyleEncoder(c)
-        self.inp = LoRALinear(2 * c.code_dim, c.n_embd, rank=c.lora_rank, alpha=c.lora_alpha)
-        self.scale_emb = nn.Embedding(len(c.scales), c.n_embd)
-        self.frame_emb = nn.Embedding(c.n_windows * c.window, c.n_embd)
-        self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList([Block(c) for _ in range(c.n_layer)])
-        self.ln_f = nn.LayerNorm(c.n_embd)
-        self.head = LoRALinear(c.n_embd, c.codebook_size, bias=False, rank=c.lora_rank, alpha=c.lora_alpha)
-        if c.audio:
-            self.audio_enc = AudioEncoder(c)
-        self.apply(self._init_weights)
-        for block in self.blocks:
-            if c.audio:
-                for xa in (block.xattn_own, block.xattn_other):
-                    nn.init.zeros_(xa.proj.weight)
-        scale, segment, start = token_schedule(c.window, c.scales)
-        n = c.n_windows
-        self.register_buffer("tok_scale", scale.repeat(n), persistent=False)  # (n * 181,)
-        self.register_buffer("tok_frame", torch.cat([start + w * c.window for w in range(n)]), persistent=False)
-        # Index of each stream token in the per-scale code arrays (B, n * s) of the quantiser.
-        self.register_buffer("tok_segment", torch.cat([segment + w * torch.tensor(c.scales)[scale] for w in range(n)]),
-                             persistent=False)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def token_inputs(self, partial: torch.Tensor, prev: torch.Tensor, scale: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """partial, prev: (B, N, code_dim); scale, frame: (N,) -> (B, N, C)."""
-        return self.inp(torch.cat([partial, prev], dim=-1)) + self.scale_emb(scale) + self.frame_emb(frame)
-
-    def audio_memory(self, own: torch.Tensor, other: torch.Tensor, first_pos: int = 0,
-                     context: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
-        """Per-layer cross-attention keys/values of both tracks (B, L, audio_dim) each."""
-        ctx = context or (None, None)
-        enc_own = self.audio_enc.encode(own, 0, first_pos, ctx[0])
-        enc_other = self.audio_enc.encode(other, 1, first_pos, ctx[1])
-        return [{"own": b.xattn_own.memory(enc_own), "other": b.xattn_other.memory(enc_other)} for b in self.blocks]
-
-    def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None, memory: list[dict] | None = None,
-                rel: torch.Tensor | None = None, skip: int = 0) -> torch.Tensor:
-        """Token embeddings (B, T, C) -> logits (B, T, codebook_size).
-
-        With ``caches`` the T tokens continue the cached sequence. ``memory``/``rel`` feed the
-        cross-attention (audio models only); the first ``skip`` tokens get none.
-        """
-        x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            audio = None
-            if self.config.audio:
-                if memory is None:
-                    raise ValueError("UniLSGenerator: an audio model needs the audio memory")
-                audio = {**memory[i], "rel": rel, "skip": skip}
-            x = block(x, None if caches is None else caches[i], audio)
-        return self.head(self.ln_f(x))
-
-    def merge_lora(self) -> None:
-        """Fold every LoRA update into its weight (for inference; training state is lost)."""
-        for module in self.modules():
-            if isinstance(module, LoRALinear):
-                module.merge()
-
-    # -- stage 2 ---------------------------------------------------------------------------------
-
-    def trainable_stage2(self) -> list[nn.Parameter]:
-        """Freeze the stage-1 weights; return what stage 2 trains (LoRA, cross-attention, audio)."""
-        keep = []
-        for name, p in self.named_parameters():
-            new = "lora_" in name or "xattn_" in name or ".ln_own" in name or ".ln_other" in name or name.startswith("audio_enc")
-            p.requires_grad_(new)
-            if new:
-                keep.append(p)
-        return keep
-
-
-@dataclass
-class _Stream:
-    """Per-session streaming state (see ``UniLS.streaming``)."""
-
-    batch: int
-    style: torch.Tensor  # (B, 1, C) style token
-    sampling: SamplingConfig
-    generator: torch.Generator | None
-    caches: list[KVCache] = field(default_factory=list)
-    slot: int = 0  # which window of the sequence the current frame is in (0 or n_windows - 1)
-    frame: int = 0  # frame within the current window
-    codes: list[list[torch.Tensor]] = field(default_factory=list)  # per window in sequence: (B, 181) stream order
-    latents: list[torch.Tensor] = field(default_factory=list)  # per window: (B, window, code_dim) full latents
-    partial: torch.Tensor | None = None  # (B, S, window, code_dim) per-scale sums for the current window
-    own: list[torch.Tensor] = field(default_factory=list)  # per window: (B, <=window, audio_dim) raw rows
-    other: list[torch.Tensor] = field(default_factory=list)
-    memory: list[dict] | None = None  # per layer: {"own": (k, v), "other": (k, v)} growing along L
-    decoder_history: torch.Tensor | None = None  # (B, 2, code_dim) latents of the last two frames
-    frames_out: int = 0
-
-
-class UniLS(nn.Module):
-    """Quantiser (frozen) + generator, with training losses, streaming and offline generation."""
-
-    def __init__(self, quantizer: MultiScaleQuantizer, config: UniLSConfig) -> None:
-        super().__init__()
-        q = quantizer.config
-        for name in ("motion_dim", "code_dim", "codebook_size", "window"):
-            if getattr(q, name) != getattr(config, name):
-                raise ValueError(f"UniLS: quantiser {name}={getattr(q, name)} but generator {name}={getattr(config, name)}")
-        if tuple(q.scales) != tuple(config.scales):
-            raise ValueError(f"UniLS: quantiser scales {q.scales} != generator scales {config.scales}")
-        self.config = config
-        self.quantizer = quantizer
-        self.quantizer.requires_grad_(False)
-        self.generator = UniLSGenerator(config)
-        self._stream: _Stream | None = None
-        scale, _, start = token_schedule(config.window, config.scales)
-        self._by_frame = [[] for _ in range(config.window)]  # window frame -> [(stream index, scale index)]
-        for n, (si, f) in enumerate(zip(scale.tolist(), start.tolist(), strict=True)):
-            self._by_frame[f].append((n, si))
-
-    def train(self, mode: bool = True) -> UniLS:
-        super().train(mode)
-        self.quantizer.eval()  # frozen: no EMA updates, no dropout
-        return self
-
-    # -- teacher forcing --------------------------------------------------------------------------
-
-    def _stream_inputs(self, codes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-scale codes [(B, W * s)] of W windows -> stream-order targets (B, N), partial latents
-        and previous-frame latents (B, N, D), N = W * 181."""
-        g, q = self.generator, self.quantizer
-        c = self.config
-        n = codes[-1].shape[1] // c.window * c.tokens_per_window
-        scale, frame, segment = g.tok_scale[:n], g.tok_frame[:n], g.tok_segment[:n]
-        offsets = torch.tensor([0] + [x.shape[1] for x in codes[:-1]]).cumsum(0)
-        ups = torch.stack([q.codebook[idx].repeat_interleave(c.window // s, dim=1) for s, idx in zip(c.scales, codes, strict=True)])  # (S, B, L, D)
-        before = torch.cumsum(ups, dim=0) - ups  # sum of the coarser scales, (S, B, L, D)
-        full = ups.sum(0)  # (B, L, D)
-        prev = torch.cat([torch.zeros_like(full[:, :1]), full[:, :-1]], dim=1)  # latent of frame f - 1
-        targets = torch.cat(codes, dim=1)[:, offsets[scale] + segment]  # (B, N)
-        partial = before[scale, :, frame].transpose(0, 1)  # (B, N, D)
-        return targets, partial, prev[:, frame]
-
-    def audio_offsets(self, n_tokens: int | None = None, n_frames: int | None = None) -> torch.Tensor:
-        """(N, L) frame offsets of each token to each audio frame (token frame - audio frame)."""
-        c = self.config
-        frames = torch.arange(n_frames or c.n_windows * c.window)
-        return self.generator.tok_frame[:n_tokens, None] - frames[None, :]
-
-    def forward(self, motion: torch.Tensor, style_ref: torch.Tensor, own: torch.Tensor | None = None,
-                other: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced logits and targets for whole sequences.
-
-        motion: (B, n_windows * window, motion_dim) normalised; style_ref: (B, T_ref, motion_dim)
-        normalised; own / other: (B, n_windows * window, audio_dim) log-mel rows (audio models).
-        Returns logits (B, N, codebook_size) and target codes (B, N), N = n_windows * 181.
-        """
-        c = self.config
-        L = c.n_windows * c.window
-        if motion.ndim != 3 or motion.shape[1:] != (L, c.motion_dim):
-            raise ValueError(f"UniLS: motion must be (B, {L}, {c.motion_dim}), got {tuple(motion.shape)}")
-        with torch.no_grad():
-            codes = self.quantizer.encode(motion)
-            targets, partial, prev = self._stream_inputs(codes)
-        g = self.generator
-        x = torch.cat([g.style(style_ref), g.token_inputs(partial, prev, g.tok_scale, g.tok_frame)], dim=1)  # (B, 1 + N, C)
-        memory = rel = None
-        if c.audio:
-            for name, a in (("own", own), ("other", other)):
-                if a is None or a.shape != (motion.shape[0], L, c.audio_dim):
-                    raise ValueError(f"UniLS: {name} audio must be ({motion.shape[0]}, {L}, {c.audio_dim}), "
-                                     f"got {None if a is None else tuple(a.shape)}")
-                if not torch.isfinite(a).all():
-                    raise ValueError(f"UniLS: {name} audio features contain NaN or inf")
-            memory = g.audio_memory(own, other)
-            rel = self.audio_offsets()
-        logits = g(x, memory=memory, rel=rel, skip=1)[:, 1:]
-        return logits, targets
-
-    def loss(self, motion, style_ref, own=None, other=None) -> tuple[torch.Tensor, dict[str, float]]:
-        logits, targets = self(motion, style_ref, own, other)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        with torch.no_grad():
-            acc = (logits.argmax(-1) == targets).float().mean().item()
-        return loss, {"loss": loss.item(), "acc": acc}
-
-    # -- streaming --------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def streaming(self, style_ref: torch.Tensor, sampling: SamplingConfig | None = None,
-                  generator: torch.Generator | None = None) -> Iterator[UniLS]:
-        """Enter streaming mode for a batch of B sessions; ``step`` then makes one frame per call.
-
-        style_ref: (B, T_ref, motion_dim) normalised reference motion. The state is cleared on exit.
-        """
-        if self._stream is not None:
-            raise RuntimeError("UniLS.streaming: already streaming; leave the current `with` block first")
-        self.eval()
-        with torch.no_grad():
-            style = self.generator.style(style_ref)
-        self._stream = _Stream(style_ref.shape[0], style, sampling or SamplingConfig(), generator)
-        self._start_sequence(prefill=None)
-        try:
-            yield self
-        finally:
-            self._stream = None
-
-    def reset_streaming(self) -> None:
-        """Start the streaming session over (same style and sampling)."""
-        st = self._require_stream()
-        self._stream = _Stream(st.batch, st.style, st.sampling, st.generator)
-        self._start_sequence(prefill=None)
-
-    def _require_stream(self) -> _Stream:
-        if self._stream is None:
-            raise RuntimeError("UniLS.step: not streaming; use `with model.streaming(style_ref): model.step(...)`")
-        return self._stream
-
-    def _new_caches(self, st: _Stream) -> list[KVCache]:
-        c = self.config
-        max_len = 1 + c.n_windows * c.tokens_per_window
-        hd = c.n_embd // c.n_head
-        return [KVCache(torch.zeros(st.batch, c.n_head, max_len, hd), torch.zeros(st.batch, c.n_head, max_len, hd))
-                for _ in range(c.n_layer)]
-
-    @torch.no_grad()
-    def _start_sequence(self, prefill: int | None) -> None:
-        """Fresh caches holding the style token and, when ``prefill`` is a window index, that
-        window's tokens (teacher-forced with its sampled codes) as the sequence's first window."""
-        st = self._stream
-        c, g = self.config, self.generator
-        st.caches = self._new_caches(st)
-        g(st.style, caches=st.caches, memory=self._empty_memory(st) if c.audio else None, skip=1)
-        if prefill is None:
-            st.codes, st.latents, st.own, st.other, st.slot = [], [], [], [], 0
-            st.memory = self._empty_memory(st) if c.audio else None
-        else:
-            keep = slice(prefill, prefill + 1)
-            st.codes, st.latents, st.own, st.other = st.codes[keep], st.latents[keep], st.own[keep], st.other[keep]
-            n = c.tokens_per_window
-            codes = st.codes[0]  # (B, 181) stream order
-            per_scale = self._per_scale(codes)
-            _, partial, prev = self._stream_inputs(per_scale)  # window-0 positions only
-            x = g.token_inputs(partial, prev, g.tok_scale[:n], g.tok_frame[:n])
-            if c.audio:
-                st.memory = g.audio_memory(st.own[0], st.other[0], 0)
-                g(x, caches=st.caches, memory=st.memory, rel=self.audio_offsets(n, c.window), skip=0)
-            else:
-                g(x, caches=st.caches)
-            st.slot = 1
-        self._open_window(st)
-
-    def _open_window(self, st: _Stream) -> None:
-        """Empty buffers for the window about to be generated in the current slot."""
-        c = self.config
-        st.frame = 0
-        st.codes.append(torch.zeros(st.batch, c.tokens_per_window, dtype=torch.long))
-        st.latents.append(torch.zeros(st.batch, c.window, c.code_dim))
-        st.own.append(torch.zeros(st.batch, 0, c.audio_dim))
-        st.other.append(torch.zeros(st.batch, 0, c.audio_dim))
-        st.partial = torch.zeros(st.batch, len(c.scales), c.window, c.code_dim)
-
-    def _empty_memory(self, st: _Stream) -> list[dict]:
-        c = self.config
-        hd = c.n_embd // c.n_head
-        empty = torch.zeros(st.batch, c.n_head, 0, hd)
-        return [{"own": (empty, empty), "other": (empty, empty)} for _ in range(c.n_layer)]
-
-    def _per_scale(self, codes: torch.Tensor) -> list[torch.Tensor]:
-        """Stream-order codes of one window (B, 181) -> per-scale arrays [(B, s)]."""
-        c, g = self.config, self.generator
-        n = c.tokens_per_window
-        out = [torch.zeros(codes.shape[0], s, dtype=torch.long) for s in c.scales]
-        for i, (si, seg) in enumerate(zip(g.tok_scale[:n].tolist(), g.tok_segment[:n].tolist(), strict=True)):
-            out[si][:, seg] = codes[:, i]
+    def step(self, t_s: float, own_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
+        """One 25 fps tick: this tick's audio of the agent and of the other party -> (112,) float32."""
+        start = time.perf_counter()
+        t_s = float(t_s) if math.isfinite(t_s) else (self._last_t or 0.0) + 0.04
+        dt = 0.04 if self._last_t is None else min(max(t_s - self._last_t, 0.0), 0.25)
+        self._last_t = t_s
+        tick = self.features.tick
+        rows = [s.process(fit_tick(a, tick)) for s, a in zip(self._streams, (own_audio, other_audio), strict=True)]
+        own = torch.from_numpy(rows[0][-1:])  # (1, 80): exactly one row per tick
+        other = torch.from_numpy(rows[1][-1:])
+        with torch.inference_mode():
+            x = self.model.step(own, other)  # (1, 50) normalised
+            m = self.model.quantizer.denormalize(x)[0].numpy().astype(np.float64)
+        head = m[motion_space.HEAD]
+        if self._head is not None and self.head_smoothing > 0:
+            head = self.head_smoothing * self._head + (1.0 - self.head_smoothing) * head
+        self._head = head.copy() if np.isfinite(head).all() else None
+        m[motion_space.HEAD] = head
+        # Plan overlays: emotion (its mouth shapes damped while speaking) and gaze.
+        emotion = self._emotion_at(t_s)
+        if t_s <= self._speech_until_s + 0.2:
+            emotion = emotion.copy()
+            emotion[motion_space.LIPS] *= 0.3
+        m[:41] += emotion[:41]
+        m[motion_space.HEAD] += emotion[motion_space.HEAD]
+        follow = 1.0 - math.exp(-dt / GAZE_TIME_CONSTANT_S) if dt > 0 else 0.0
+        self._gaze += (self._gaze_target - self._gaze) * follow
+        m[[46, 48]] += self._gaze[0] * 0.65 + emotion[46]
+        m[[47, 49]] += self._gaze[1] * 0.65
+        m[43] += 0.35 * self._gaze[0]
+        m[44] += 0.35 * self._gaze[1]
+        out = motion_space.from_motion(m)
+        self.step_times_s.append(time.perf_counter() - start)
+        if len(self.step_times_s) > 10_000:
+            del self.step_times_s[:5_000]
         return out
-
-    @torch.inference_mode()
-    def step(self, own: torch.Tensor | None = None, other: torch.Tensor | None = None) -> torch.Tensor:
-        """One frame for each of the B sessions. own / other: (B, audio_dim) this tick's log-mel rows
-        (ignored by audio-free models). Returns normalised motion (B, motion_dim)."""
-        st = self._require_stream()
-        c, g, q = self.config, self.generator, self.quantizer
-        if st.frame == c.window:  # the window is complete: the next one starts
-            if st.slot + 1 < c.n_windows:
-                st.slot += 1
-                self._open_window(st)
-            else:  # rebuild the cache from the window just finished, so it becomes the sequence's first
-                self._start_sequence(prefill=len(st.codes) - 1)
-        f, slot = st.frame, st.slot
-        pos = slot * c.window + f  # frame position in the sequence
-        if c.audio:
-            for name, a in (("own", own), ("other", other)):
-                if a is None or a.shape != (st.batch, c.audio_dim):
-                    raise ValueError(f"UniLS.step: {name} must be ({st.batch}, {c.audio_dim}), got {None if a is None else tuple(a.shape)}")
-            own, other = torch.nan_to_num(own.float()), torch.nan_to_num(other.float())
-            rows = []
-            for name, a, party in (("own", own, 0), ("other", other, 1)):
-                hist = getattr(st, name)
-                seq = torch.cat(hist, dim=1)  # (B, pos, audio_dim) this sequence's rows so far
-                ctx = torch.cat([seq.new_zeros(st.batch, 2, c.audio_dim), seq], dim=1)[:, -2:]
-                rows.append(g.audio_enc.encode(a[:, None], party, pos, ctx))  # (B, 1, C)
-                hist[-1] = torch.cat([hist[-1], a[:, None]], dim=1)
-            for layer, block in zip(st.memory, g.blocks, strict=True):
-                for key, xa, row in (("own", block.xattn_own, rows[0]), ("other", block.xattn_other, rows[1])):
-                    k, v = xa.memory(row)
-                    keep = xa.window - 1  # streaming attends to the last `window` frames only
-                    old_k, old_v = layer[key]
-                    layer[key] = (torch.cat([old_k[:, :, old_k.shape[2] - min(keep, old_k.shape[2]):], k], dim=2),
-                                  torch.cat([old_v[:, :, old_v.shape[2] - min(keep, old_v.shape[2]):], v], dim=2))
-        prev = st.latents[-1][:, f - 1] if f > 0 else (st.latents[-2][:, -1] if slot > 0 else torch.zeros(st.batch, c.code_dim))
-        pos_emb = g.frame_emb.weight[pos]
-        for n, si in self._by_frame[f]:
-            partial = st.partial[:, :si, f].sum(1)  # (B, D) coarser codes covering this frame
-            x = (g.inp(torch.cat([partial, prev], dim=-1)) + g.scale_emb.weight[si] + pos_emb)[:, None]  # (B, 1, C)
-            logits = g(x, caches=st.caches, memory=st.memory, rel=None, skip=0)[:, -1]  # (B, K)
-            code = self._sample(logits, st)
-            st.codes[-1][:, n] = code
-            seg = c.window // c.scales[si]
-            st.partial[:, si, f:f + seg] = q.codebook[code][:, None]
-        latent = st.partial[:, :, f].sum(1)  # (B, D)
-        st.latents[-1][:, f] = latent
-        hist = st.decoder_history if st.decoder_history is not None else torch.zeros(st.batch, 2, c.code_dim)
-        window = torch.cat([hist, latent[:, None]], dim=1)  # (B, 3, D)
-        h = q.decoder_conv(window.transpose(1, 2)).transpose(1, 2)[:, -1]  # (B, hidden)
-        st.decoder_history = window[:, 1:]
-        st.frame += 1
-        st.frames_out += 1
-        return q.decoder(h)
-
-    def _sample(self, logits: torch.Tensor, st: _Stream) -> torch.Tensor:
-        s = st.sampling
-        if s.temperature <= 0:
-            return logits.argmax(-1)
-        logits = logits / s.temperature
-        if s.top_k:
-            kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=st.generator)[:, 0]
-
-    @torch.no_grad()
-    def generate(self, style_ref: torch.Tensor, n_frames: int, own: torch.Tensor | None = None,
-                 other: torch.Tensor | None = None, sampling: SamplingConfig | None = None,
-                 seed: int | None = 0) -> torch.Tensor:
-        """Offline generation through the streaming path: (B, n_frames, motion_dim) normalised motion.
-
-        own / other: (B, >= n_frames, audio_dim) for audio models.
-        """
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = []
-        with self.streaming(style_ref, sampling, gen):
-            for f in range(n_frames):
-                a = own[:, f] if own is not None else None
-                b = other[:, f] if other is not None else None
-                out.append(self.step(a, b))
-        return torch.stack(out, dim=1)

@@ -116,13 +116,13 @@ def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed:
     from anima.thinker.stage import ThinkerStage
 
     if config.face == "unils":
-        from anima.face.unils_face import UniLSFace
+        from anima.face.unils import UniLSFace
 
         face = UniLSFace.load(seed=seed)
     else:
         face = ProceduralFace(seed=seed)
     if config.body == "flood":
-        from anima.body.flood_body import FloodBody
+        from anima.body.flood import FloodBody
 
         body = FloodBody.load(seed=seed)
     else:

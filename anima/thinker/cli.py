@@ -33,14 +33,14 @@ def _error(message: str) -> int:
 
 
 def _world_build(args: argparse.Namespace) -> int:
-    from anima.thinker.build import build_world
-    from anima.thinker.embed import EmbedderError
-    from anima.thinker.extract import NovelError
+    from anima.thinker.data.build import build_world
+    from anima.embed import EmbedderError
+    from anima.thinker.data.extract import NovelError
 
     llm_extractor = None
     config = _llm_config(args.llm_url, args.llm_model, args.llm_timeout_s)
     if config is not None:
-        from anima.thinker.extract_llm import LLMExtractor
+        from anima.thinker.data.extract_llm import LLMExtractor
 
         llm_extractor = LLMExtractor(config)
     try:
@@ -70,7 +70,7 @@ def _world_info(args: argparse.Namespace) -> int:
 
 
 def _eval_thinker(args: argparse.Namespace) -> int:
-    from anima.thinker.evaluate import SUITE_DIR, Judge, SuiteError, format_report, load_suites, run_suites
+    from anima.thinker.training.evaluate import SUITE_DIR, Judge, SuiteError, format_report, load_suites, run_suites
     from anima.thinker.world import World, WorldError
 
     try:

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from anima.core.history import Turn
-from anima.thinker.embed import Embedder
+from anima.embed import Embedder
 from anima.thinker.retrieval import Retriever
 from anima.thinker.text import count_tokens, shorten
 from anima.thinker.world import World, transaction

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from anima.core.plan import EMOTIONS
-from anima.thinker.extract import Attribution
+from anima.thinker.data.extract import Attribution
 
 PERSONA_DIR = Path(__file__).resolve().parent.parent / "assets" / "personas"
 REPLY_KINDS = ("greeting", "farewell", "thanks", "decline", "ai", "jailbreak", "unknown_future", "unknown",

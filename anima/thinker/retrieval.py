@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anima.thinker.embed import Embedder, from_blobs, get_embedder
+from anima.embed import Embedder, from_blobs, get_embedder
 from anima.thinker.text import content_words
 from anima.thinker.world import World
 

@@ -17,7 +17,7 @@ The codebook learns by exponential moving averages (k-means style) with dead cod
 random residuals; encoder and decoder learn by reconstruction with a commitment loss. Motion is
 normalised by the corpus mean / std stored in the module (buffers), so a checkpoint is self-contained.
 
-    python -m anima.face.train_unils quantizer --corpus out/face_corpus --out out/face/quantizer
+    python -m anima.face.training.train quantizer --corpus out/face_corpus --out out/face/quantizer
 """
 
 from __future__ import annotations

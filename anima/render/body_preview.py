@@ -1,7 +1,7 @@
 """Render a body stream whose prompt changes every few seconds to an MP4 (and a contact sheet).
 
     anima body render-stream -o out/body/stream.mp4 [--prompts bow bye guide ...] [--every 3.5]
-    python -m anima.body.render_stream -o out/body/stream.mp4
+    python -m anima.render.body_preview -o out/body/stream.mp4
 
 The body is ``FloodBody`` with the shipped weights unless ``--body procedural``; frames go through
 ``VideoRateBody`` (20 -> 25 fps) and the foundation's ``CharacterRenderer`` with a neutral face;
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anima.body.animator import BodyAnimator, VideoRateBody
+from anima.body.base import BodyAnimator, VideoRateBody
 from anima.body.text import prompt_for_gesture
 
 DEFAULT_PROMPTS = ("bow", "bye", "guide", "respond", "walk", "call", "")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     if args.body == "flood":
-        from anima.body.flood_body import WEIGHTS, FloodBody
+        from anima.body.flood import WEIGHTS, FloodBody
 
         body = FloodBody.load(seed=args.seed, weights=args.weights or WEIGHTS)
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anima.thinker.embed import to_blob
+from anima.embed import to_blob
 from anima.thinker.world import SCHEMA_VERSION, create_schema, transaction
 
 SAMPLE_CHAPTERS = [

@@ -2,10 +2,10 @@
 
 Every model generates both speakers of every held-out dialogue (the same weights, the two audio
 tracks swapped), free-running from its own samples, and is scored against the procedural ground
-truth with ``anima.face.metrics``. The style clip is the last 4 s of the speaker's own track, and
+truth with ``anima.face.training.metrics``. The style clip is the last 4 s of the speaker's own track, and
 those frames are left out of the scores.
 
-    python -m anima.face.experiment --corpus out/face_corpus --split test \
+    python -m anima.face.training.experiment --corpus out/face_corpus --split test \
         --model two-stage=out/face/stage2 --model one-stage=out/face/onestage \
         --model stage-1-prior=out/face/stage1 --out out/face/experiment.json
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anima.face.corpus import Track, load_tracks
-from anima.face.metrics import TrackPair, evaluate
-from anima.face.train_unils import load_unils
-from anima.face.unils import SamplingConfig, UniLS
+from anima.face.data.corpus import Track, load_tracks
+from anima.face.training.metrics import TrackPair, evaluate
+from anima.face.training.train import load_unils
+from anima.face.model.unils import SamplingConfig, UniLS
 
 STYLE_FRAMES = 100
 SILENCE = -2.0  # log-mel feature of digital silence

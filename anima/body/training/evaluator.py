@@ -1,6 +1,6 @@
 """Our text-to-motion evaluator: contrastive text and motion encoders trained on the same mocap.
 
-    python -m anima.body.train evaluator --steps 2000 --out out/body/evaluator
+    python -m anima.body.training.train evaluator --steps 2000 --out out/body/evaluator
     ev = load_evaluator("out/body/evaluator")
     m = ev.embed_motion(normalised_features)      # (B, T, 263) -> (B, 64), unit norm
     t = ev.embed_text(minilm_embeddings)          # (B, 384) -> (B, 64), unit norm
@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anima.body.dataset import MotionDataset, load_dataset
-from anima.body.humanml3d import FEATURE_DIM
+from anima.body.data.dataset import MotionDataset, load_dataset
+from anima.body.data.humanml3d import FEATURE_DIM
 from anima.body.text import TEXT_DIM
 from anima.train import load_weights, train_loop
 
@@ -109,7 +109,7 @@ def sample_windows(data: MotionDataset, split: str, length: int, per_clip: int, 
 
 
 def train_evaluator(args: argparse.Namespace) -> int:
-    from anima.body.train import apply_overrides
+    from anima.body.training.train import apply_overrides
 
     config = apply_overrides(EvaluatorConfig(), args.set)
     data = load_dataset(args.data, args.mocap, progress=not args.quiet)

@@ -4,7 +4,7 @@ The export directory holds ``model.safetensors`` (quantiser + generator), ``conf
 configs, the training lineage and the recommended sampling) and ``styles.safetensors``: 4 s
 reference clips of held-out (validation) speakers, one per style name, in natural motion units.
 
-    python -m anima.face.export out/face/stage2 --corpus out/face_corpus --out anima/assets/weights/face/unils
+    python -m anima.face.training.export out/face/stage2 --corpus out/face_corpus --out anima/assets/weights/face/unils
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from anima.face.corpus import load_tracks
-from anima.face.train_unils import load_unils
-from anima.face.unils_face import DEFAULT_WEIGHTS
+from anima.face.data.corpus import load_tracks
+from anima.face.training.train import load_unils
+from anima.face.unils import DEFAULT_WEIGHTS
 from anima.train import save_checkpoint
 
 STYLE_FRAMES = 100

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from anima.thinker.embed import get_embedder, to_blob
-from anima.thinker.extract import EXTRACTOR_VERSION, Extraction, extract, read_novel
+from anima.embed import get_embedder, to_blob
+from anima.thinker.data.extract import EXTRACTOR_VERSION, Extraction, extract, read_novel
 from anima.thinker.persona import all_personas
 from anima.thinker.world import (
     SCHEMA_VERSION,
@@ -58,8 +58,9 @@ def source_hash(chapter_hashes: list[str], embedder: str, llm: str | None) -> st
         h.update(part.encode())
     for persona in all_personas():  # only what the extraction uses: how the text names each speaker
         h.update(repr((persona.key, persona.entity, persona.narrator, persona.attribution)).encode())
-    for module in ("extract.py", "text.py", "build.py"):  # a changed extractor is a different world
-        h.update((Path(__file__).parent / module).read_bytes())
+    here = Path(__file__).parent
+    for module in (here / "extract.py", here.parent / "text.py", here / "build.py"):  # a changed extractor is a different world
+        h.update(module.read_bytes())
     return h.hexdigest()
 
 

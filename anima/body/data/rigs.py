@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anima.body.bvh import BVH
+from anima.body.data.bvh import BVH
 from anima.body.skeleton import JOINT_NAMES, NUM_JOINTS
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,11 @@
 Every command resumes from its output directory (safetensors + JSON, ``anima.train``) and can be
 stopped and restarted. Small models, CPU, one thread by default::
 
-    python -m anima.face.corpus --out out/face_corpus --minutes 50
-    python -m anima.face.train_unils quantizer --corpus out/face_corpus --out out/face/quantizer --steps 1500
-    python -m anima.face.train_unils stage1 --corpus out/face_corpus --quantizer out/face/quantizer --out out/face/stage1
-    python -m anima.face.train_unils stage2 --corpus out/face_corpus --stage1 out/face/stage1 --out out/face/stage2
-    python -m anima.face.train_unils onestage --corpus out/face_corpus --quantizer out/face/quantizer --out out/face/onestage
+    python -m anima.face.data.corpus --out out/face_corpus --minutes 50
+    python -m anima.face.training.train quantizer --corpus out/face_corpus --out out/face/quantizer --steps 1500
+    python -m anima.face.training.train stage1 --corpus out/face_corpus --quantizer out/face/quantizer --out out/face/stage1
+    python -m anima.face.training.train stage2 --corpus out/face_corpus --stage1 out/face/stage1 --out out/face/stage2
+    python -m anima.face.training.train onestage --corpus out/face_corpus --quantizer out/face/quantizer --out out/face/onestage
 
 ``--set key=value`` overrides a field of the model config (``UniLSConfig`` / ``QuantizerConfig``)
 with a type check.
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from anima.face import motion as motion_space
-from anima.face.corpus import Track, load_tracks
-from anima.face.quantizer import MultiScaleQuantizer, QuantizerConfig
-from anima.face.unils import UniLS, UniLSConfig
+from anima.face.data.corpus import Track, load_tracks
+from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
+from anima.face.model.unils import UniLS, UniLSConfig
 from anima.train import load_weights, save_checkpoint, train_loop
 from anima.train.checkpoint import CheckpointError, read_config
 

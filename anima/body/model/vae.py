@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anima.body.humanml3d import FEATURE_DIM
+from anima.body.data.humanml3d import FEATURE_DIM
 
 
 class CausalConv1d(nn.Module):

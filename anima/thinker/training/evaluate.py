@@ -36,7 +36,7 @@ from anima.thinker.text import stem
 from anima.thinker.world import World
 
 SUITES = ("timeline", "controls", "robustness")
-SUITE_DIR = Path(__file__).resolve().parent.parent / "assets" / "suites" / "thinker"
+SUITE_DIR = Path(__file__).resolve().parents[2] / "assets" / "suites" / "thinker"
 IGNORANCE = ("don't know", "do not know", "know nothing", "cannot know", "can't know", "cannot say", "can't say",
              "cannot tell", "can't tell", "no idea", "not yet", "have not seen", "haven't seen", "never heard",
              "unknown to me", "what lies ahead", "cannot foresee", "not aware", "i know of no",

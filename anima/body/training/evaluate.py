@@ -2,10 +2,10 @@
 
     anima body eval [--methods flood chunk ar] [--json out/body/eval.json]
 
-Measured (definitions in ``anima.body.metrics``):
+Measured (definitions in ``anima.body.training.metrics``):
 - VAE: reconstruction MPJPE in mm of the test clips (global, with the integrated root
   trajectory, and root-relative), decoded from the latent means.
-- Text to motion, with *our* evaluator (``anima.body.evaluator``, not HumanML3D's): for fixed
+- Text to motion, with *our* evaluator (``anima.body.training.evaluator``, not HumanML3D's): for fixed
   random 40-frame windows of the test clips, a stream generates 40 frames from a cold start with
   the window's text; FID between generated and real embeddings, R-precision@1/2/3 (own text among
   32). Reference rows: real test motion against itself (R-precision) and real validation motion
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from anima.body.dataset import MotionDataset
-from anima.body.evaluator import MotionTextEvaluator, sample_windows
-from anima.body.humanml3d import recover_from_ric
-from anima.body.metrics import (
+from anima.body.data.dataset import MotionDataset
+from anima.body.training.evaluator import MotionTextEvaluator, sample_windows
+from anima.body.data.humanml3d import recover_from_ric
+from anima.body.training.metrics import (
     area_under_jerk,
     foot_skating_ratio,
     frechet_distance,
@@ -39,9 +39,9 @@ from anima.body.metrics import (
     r_precision,
     transition_jerk,
 )
-from anima.body.streaming import FRAMES_PER_TOKEN, MotionStream
+from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream
 from anima.body.text import GESTURE_PROMPTS
-from anima.body.vae import MotionVAE
+from anima.body.model.vae import MotionVAE
 
 log = logging.getLogger(__name__)
 WINDOW = 40  # frames per text-to-motion sample

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from anima.thinker.extract import KINDS, Entity, Extraction, Fact
+from anima.thinker.data.extract import KINDS, Entity, Extraction, Fact
 from anima.thinker.llm import ChatClient, LLMConfig, LLMError, _json_object
 
 log = logging.getLogger(__name__)

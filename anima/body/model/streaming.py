@@ -5,7 +5,7 @@
     while True:
         joints = stream.step()                     # (n, 22, 3) newly committed frames, n in {0, 4, ...}
 
-One ``step()`` is one Euler update of the tokens the schedule has in flight (``anima.body.schedule``)
+One ``step()`` is one Euler update of the tokens the schedule has in flight (``anima.body.model.schedule``)
 with classifier-free guidance (conditional and null prompt in one batch of 2). Tokens whose level
 reaches 0 are committed: decoded by the causal VAE decoder (streaming mode, so each token is
 decoded once) and turned into joints by a streaming ``recover_from_ric``. Committed frames are
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anima.body.dit import DiTConfig, MotionDiT
-from anima.body.humanml3d import RicRecovery
-from anima.body.schedule import ChunkSchedule, TriangularSchedule, make_schedule
+from anima.body.model.dit import DiTConfig, MotionDiT
+from anima.body.data.humanml3d import RicRecovery
+from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
 from anima.body.text import TEXT_DIM, TextEncoder
-from anima.body.vae import MotionVAE, VAEConfig
+from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.train import load_weights
 
 FRAMES_PER_TOKEN = MotionVAE.DOWNSAMPLE

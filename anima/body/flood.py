@@ -44,7 +44,7 @@ import torch
 
 from anima.body.paths import WEIGHTS
 from anima.body.skeleton import BODY_FPS, FACE_JOINTS
-from anima.body.streaming import MotionStream
+from anima.body.model.streaming import MotionStream
 from anima.body.text import IDLE_PROMPT, prompt_for_gesture
 
 

@@ -1,10 +1,10 @@
 """Training entry points for the body models (CPU-sized), resumable, with a progress bar.
 
-    python -m anima.body.train vae       --steps 3000 --out out/body/vae
-    python -m anima.body.train dit       --steps 3000 --vae out/body/vae --out out/body/flood
-    python -m anima.body.train chunk     --steps 3000 --vae out/body/vae --out out/body/chunk
-    python -m anima.body.train ar        --steps 3000 --vae out/body/vae --out out/body/ar
-    python -m anima.body.train evaluator --steps 2000 --out out/body/evaluator
+    python -m anima.body.training.train vae       --steps 3000 --out out/body/vae
+    python -m anima.body.training.train dit       --steps 3000 --vae out/body/vae --out out/body/flood
+    python -m anima.body.training.train chunk     --steps 3000 --vae out/body/vae --out out/body/chunk
+    python -m anima.body.training.train ar        --steps 3000 --vae out/body/vae --out out/body/ar
+    python -m anima.body.training.train evaluator --steps 2000 --out out/body/evaluator
     (the same as ``anima body train WHAT ...``)
 
 Every run resumes from the checkpoint in ``--out`` (``anima.train.train_loop``); ``--threads``
@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from anima.body.cli import TRAIN_DEFAULTS, add_train_arguments
-from anima.body.dataset import MotionDataset, load_dataset
-from anima.body.dit import DiTConfig, MotionDiT
-from anima.body.humanml3d import recover_from_ric
+from anima.body.data.dataset import MotionDataset, load_dataset
+from anima.body.model.dit import DiTConfig, MotionDiT
+from anima.body.data.humanml3d import recover_from_ric
 from anima.body.paths import OUT
-from anima.body.schedule import make_schedule
+from anima.body.model.schedule import make_schedule
 from anima.body.text import TEXT_DIM
-from anima.body.vae import MotionVAE, VAEConfig
+from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.train import load_weights, train_loop
 
 log = logging.getLogger(__name__)
@@ -294,14 +294,14 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "vae":
         return train_vae(args)
     if args.what == "evaluator":
-        from anima.body.evaluator import train_evaluator
+        from anima.body.training.evaluator import train_evaluator
 
         return train_evaluator(args)
     return train_diffusion(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anima.body.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m anima.body.training.train", description=__doc__.split("\n")[0])
     add_train_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

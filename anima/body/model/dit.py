@@ -14,7 +14,7 @@ gate), per token. Positions are relative to the window: the first token being de
 index ``history``, history tokens before it.
 
 The same network serves the two baselines (``DiTConfig.for_method``): only the noise schedule
-and the number of tokens denoised at once differ (``anima.body.schedule``).
+and the number of tokens denoised at once differ (``anima.body.model.schedule``).
 """
 
 from __future__ import annotations

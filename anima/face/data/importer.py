@@ -29,7 +29,7 @@ Audio may be any sample rate, mono or stereo (mixed down), and is resampled to 2
 audio and the motion disagree in length, the shorter one is padded (silence or the last frame)
 and a warning names the session. Sessions are split into train / val / test by a seeded shuffle.
 
-    python -m anima.face.importer SRC --out out/real_corpus [--expression-map map.npy]
+    python -m anima.face.data.importer SRC --out out/real_corpus [--expression-map map.npy]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 from anima.core.audio import load_wav
 from anima.face import params
 from anima.face.audio_features import log_mel, tick_energy_db
-from anima.face.corpus import CORPUS_VERSION, FPS, SAMPLE_RATE, TICK, Dialogue, save_dialogue
+from anima.face.data.corpus import CORPUS_VERSION, FPS, SAMPLE_RATE, TICK, Dialogue, save_dialogue
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ target face comes from the procedural face (``ProceduralFace``: coarticulated vi
 phoneme events, listening behaviour driven by both tracks) with a random per-speaker style: seed,
 emotion, gaze habits, blink rate, head-motion, nod and brow scalings and a mouth gain.
 
-On disk (the importer for real data, ``anima.face.importer``, writes the same format)::
+On disk (the importer for real data, ``anima.face.data.importer``, writes the same format)::
 
     CORPUS/corpus.json            {"version", "sample_rate", "fps", "source", "splits": {name: [ids]}, ...}
     CORPUS/<split>/<id>.npz       one dialogue:
@@ -19,7 +19,7 @@ On disk (the importer for real data, ``anima.face.importer``, writes the same fo
         has_audio  (2,) bool         False for motion-only tracks (stage-1 data without audio)
         meta       ()  str           JSON: speakers (voice, style), turns (speaker, start, end, text)
 
-    python -m anima.face.corpus --out out/face_corpus --minutes 50      # ~2 minutes on one core
+    python -m anima.face.data.corpus --out out/face_corpus --minutes 50      # ~2 minutes on one core
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ SAMPLE_RATE = 24_000
 FPS = 25
 TICK = SAMPLE_RATE // FPS
 CORPUS_VERSION = 1
-DEFAULT_NOVEL = Path(__file__).resolve().parents[3] / "shared" / "data" / "novels" / "twenty-thousand-leagues"
+DEFAULT_NOVEL = Path(__file__).resolve().parents[4] / "shared" / "data" / "novels" / "twenty-thousand-leagues"
 
 VOICES = ("en-us", "en-gb+m3", "en-us+f3", "en-gb-x-rp+f2", "en-us+m2", "en-gb+f4", "en-us+m5", "en-gb-x-rp+m1")
 BACKCHANNELS = ("Yes.", "I see.", "Right.", "Mm-hmm.", "Indeed.", "Really?", "Go on.", "Ah.", "True.", "Of course.")

@@ -4,8 +4,8 @@
 recordings; ``render_pair`` draws the two characters side by side (optionally with the ground truth
 in a second row) into an MP4 with both voices mixed.
 
-    python -m anima.face.dialogue_video --corpus out/face_corpus --split test --index 0 -o out/face/dialogue.mp4
-    python -m anima.face.dialogue_video --wav a.wav b.wav -o out/face/pair.mp4    # any two recordings
+    python -m anima.render.face_dialogue --corpus out/face_corpus --split test --index 0 -o out/face/dialogue.mp4
+    python -m anima.render.face_dialogue --wav a.wav b.wav -o out/face/pair.mp4    # any two recordings
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 from anima.core.audio import load_wav
 from anima.face import motion as motion_space
 from anima.face.audio_features import log_mel, sanitize, tick_energy_db
-from anima.face.corpus import FPS, SAMPLE_RATE, TICK, load_dialogue, read_manifest
-from anima.face.unils import UniLS
-from anima.face.unils_face import DEFAULT_WEIGHTS
+from anima.face.data.corpus import FPS, SAMPLE_RATE, TICK, load_dialogue, read_manifest
+from anima.face.model.unils import UniLS
+from anima.face.unils import DEFAULT_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def _load(weights: str | Path | None) -> tuple[UniLS, dict[str, np.ndarray], dict]:
     from safetensors.numpy import load_file
 
-    from anima.face.train_unils import load_unils
+    from anima.face.training.train import load_unils
 
     directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     model, meta = load_unils(directory)
