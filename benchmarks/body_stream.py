@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from anima.body.cli import add_sampler_arguments  # noqa: E402
 from anima.body.data.dataset import load_dataset  # noqa: E402
+from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream  # noqa: E402
+from anima.body.paths import OUT, WEIGHTS  # noqa: E402
+from anima.body.text import GESTURE_PROMPTS, TextEncoder  # noqa: E402
 from anima.body.training.evaluate import evaluate_methods  # noqa: E402
 from anima.body.training.evaluator import load_evaluator  # noqa: E402
-from anima.body.paths import OUT, WEIGHTS  # noqa: E402
-from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream  # noqa: E402
-from anima.body.text import GESTURE_PROMPTS, TextEncoder  # noqa: E402
 from anima.body.training.train import load_vae  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "body_stream.json"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from anima.body.data.bvh import BVHError, read_bvh
-from anima.testing.bvh import MOCAP, bvh_text
 from anima.body.data.rigs import RigError, detect_rig, to_humanml_joints
 from anima.body.skeleton import REST_JOINTS
+from anima.testing.bvh import MOCAP, bvh_text
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ import torch
 from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
 from anima.body.model.streaming import MotionStream
-from anima.body.text import MAX_PROMPT_CHARS, TextEncoder, prompt_for_gesture
 from anima.body.model.vae import MotionVAE, VAEConfig
+from anima.body.text import MAX_PROMPT_CHARS, TextEncoder, prompt_for_gesture
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -8,8 +8,8 @@ import torch
 
 from anima.body.data import humanml3d as H
 from anima.body.data.dataset import bandai_text, cmu_descriptions, joints_from_bvh, split_of, still_segments
-from anima.testing.bvh import MOCAP
 from anima.body.skeleton import PARENTS, REST_JOINTS, REST_OFFSETS
+from anima.testing.bvh import MOCAP
 
 pytestmark = pytest.mark.unit
 needs_mocap = pytest.mark.skipif(not MOCAP.is_dir(), reason="../shared/data/mocap not present")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from anima.body.skeleton import REST_JOINTS
 from anima.body.training.metrics import (
     area_under_jerk,
     foot_skating_ratio,
@@ -15,7 +16,6 @@ from anima.body.training.metrics import (
     r_precision,
     transition_jerk,
 )
-from anima.body.skeleton import REST_JOINTS
 
 pytestmark = pytest.mark.unit
 

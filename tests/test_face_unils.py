@@ -11,9 +11,9 @@ import torch
 
 from anima.face import motion as motion_space
 from anima.face import params
-from anima.face.training.metrics import TrackPair, evaluate, frechet_distance, segments
 from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
 from anima.face.model.unils import UniLS, UniLSConfig, token_schedule
+from anima.face.training.metrics import TrackPair, evaluate, frechet_distance, segments
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -299,9 +299,9 @@ def test_shipped_face_controls_and_speed():
 def test_animate_pair_handles_rates_lengths_and_nan(caplog):
     import logging
 
-    from anima.render.face_dialogue import animate_pair
     from anima.face.training.train import load_unils
     from anima.face.unils import DEFAULT_WEIGHTS
+    from anima.render.face_dialogue import animate_pair
 
     if not (DEFAULT_WEIGHTS / "config.json").is_file():
         pytest.skip("no shipped UniLS weights")

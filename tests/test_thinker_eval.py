@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from anima.thinker.training.evaluate import SUITE_DIR, Item, load_suites, run_suites, score, validate_suite
 from anima.thinker.data.sample import write_sample_novel
+from anima.thinker.training.evaluate import SUITE_DIR, Item, load_suites, run_suites, score, validate_suite
 from anima.thinker.world import WORLD_ASSET, World
 
 pytestmark = pytest.mark.integration

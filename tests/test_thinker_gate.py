@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anima.embed import HashEmbedder
-from anima.thinker.retrieval import NEVER, Retriever, VectorIndex, visible
 from anima.thinker.data.sample import random_world
+from anima.thinker.retrieval import NEVER, Retriever, VectorIndex, visible
 from anima.thinker.world import World
 
 pytestmark = pytest.mark.unit

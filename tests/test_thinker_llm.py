@@ -12,11 +12,11 @@ import pytest
 from anima.core.plan import GESTURES
 from anima.thinker.base import ThinkerContext
 from anima.thinker.data.build import build_world
-from anima.thinker.training.evaluate import Item, Judge
 from anima.thinker.data.extract_llm import LLMExtractor
-from anima.thinker.llm import ChatClient, LLMConfig, LLMError, PlanError, parse_plan
 from anima.thinker.data.sample import write_sample_novel
+from anima.thinker.llm import ChatClient, LLMConfig, LLMError, PlanError, parse_plan
 from anima.thinker.story import StoryThinker
+from anima.thinker.training.evaluate import Item, Judge
 
 pytestmark = pytest.mark.unit
 PLAN = {"speech": "Welcome aboard, sir. The sea is everything.", "emotion": "proud", "gesture": "bow", "gaze": "user"}

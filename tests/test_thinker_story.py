@@ -9,10 +9,10 @@ from anima.core.history import Turn
 from anima.core.plan import EMOTIONS, GAZE_TARGETS, GESTURES
 from anima.thinker.base import ThinkerContext
 from anima.thinker.data.build import build_world
+from anima.thinker.data.sample import write_sample_novel
 from anima.thinker.intent import read_intent
 from anima.thinker.memory import ShortTermMemory, second_person, user_facts_in
 from anima.thinker.persona import PersonaError, all_personas, load_persona
-from anima.thinker.data.sample import write_sample_novel
 from anima.thinker.story import StoryThinker
 
 pytestmark = pytest.mark.unit

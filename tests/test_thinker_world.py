@@ -8,8 +8,8 @@ import pytest
 
 from anima.thinker.data.build import build_world
 from anima.thinker.data.extract import NovelError, extract, read_novel
-from anima.thinker.persona import all_personas
 from anima.thinker.data.sample import write_sample_novel
+from anima.thinker.persona import all_personas
 from anima.thinker.text import clean, narrator_to_third_person, sentences, shorten
 from anima.thinker.world import SCHEMA_VERSION, World, WorldError
 

@@ -105,10 +105,10 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from anima.body.data.dataset import load_dataset
-    from anima.body.training.evaluate import evaluate_methods, write_report
-    from anima.body.training.evaluator import load_evaluator
     from anima.body.model.streaming import MotionStream
     from anima.body.text import TextEncoder
+    from anima.body.training.evaluate import evaluate_methods, write_report
+    from anima.body.training.evaluator import load_evaluator
     from anima.body.training.train import load_vae
 
     torch.set_num_threads(max(1, args.threads))

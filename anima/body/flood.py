@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anima.body.model.streaming import MotionStream
 from anima.body.paths import WEIGHTS
 from anima.body.skeleton import BODY_FPS, FACE_JOINTS
-from anima.body.model.streaming import MotionStream
 from anima.body.text import IDLE_PROMPT, prompt_for_gesture
 
 

@@ -23,7 +23,6 @@ from anima.core.frames import (
 from anima.core.stage import DOWN, Direction, Stage
 from anima.face.base import FaceAnimator
 
-
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 

@@ -35,8 +35,8 @@ from anima.face import motion as motion_space
 from anima.face import params
 from anima.face.audio_features import AudioFeatureConfig, LogMelStream, fit_tick
 from anima.face.listening import GAZE_DIRECTIONS
-from anima.face.procedural import EMOTION_POSES
 from anima.face.model.unils import SamplingConfig, UniLS
+from anima.face.procedural import EMOTION_POSES
 
 logger = logging.getLogger(__name__)
 

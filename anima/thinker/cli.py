@@ -33,8 +33,8 @@ def _error(message: str) -> int:
 
 
 def _world_build(args: argparse.Namespace) -> int:
-    from anima.thinker.data.build import build_world
     from anima.embed import EmbedderError
+    from anima.thinker.data.build import build_world
     from anima.thinker.data.extract import NovelError
 
     llm_extractor = None

@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from anima.body.data.bvh import read_bvh
 from anima.body.data.humanml3d import extract_features, feature_stats, uniform_skeleton
-from anima.body.paths import DEFAULT_MOCAP, DEFAULT_OUT
 from anima.body.data.rigs import to_humanml_joints
+from anima.body.paths import DEFAULT_MOCAP, DEFAULT_OUT
 from anima.body.skeleton import BODY_FPS, resample_joints
 from anima.body.text import GESTURE_PROMPTS, IDLE_PROMPT, TextEncoder
 

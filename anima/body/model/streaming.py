@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.data.humanml3d import RicRecovery
+from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
-from anima.body.text import TEXT_DIM, TextEncoder
 from anima.body.model.vae import MotionVAE, VAEConfig
+from anima.body.text import TEXT_DIM, TextEncoder
 from anima.train import load_weights
 
 FRAMES_PER_TOKEN = MotionVAE.DOWNSAMPLE

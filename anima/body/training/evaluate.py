@@ -28,8 +28,11 @@ import torch
 from tqdm import tqdm
 
 from anima.body.data.dataset import MotionDataset
-from anima.body.training.evaluator import MotionTextEvaluator, sample_windows
 from anima.body.data.humanml3d import recover_from_ric
+from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream
+from anima.body.model.vae import MotionVAE
+from anima.body.text import GESTURE_PROMPTS
+from anima.body.training.evaluator import MotionTextEvaluator, sample_windows
 from anima.body.training.metrics import (
     area_under_jerk,
     foot_skating_ratio,
@@ -39,9 +42,6 @@ from anima.body.training.metrics import (
     r_precision,
     transition_jerk,
 )
-from anima.body.model.streaming import FRAMES_PER_TOKEN, MotionStream
-from anima.body.text import GESTURE_PROMPTS
-from anima.body.model.vae import MotionVAE
 
 log = logging.getLogger(__name__)
 WINDOW = 40  # frames per text-to-motion sample

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 from anima.body.cli import TRAIN_DEFAULTS, add_train_arguments
 from anima.body.data.dataset import MotionDataset, load_dataset
-from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.data.humanml3d import recover_from_ric
-from anima.body.paths import OUT
+from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import make_schedule
-from anima.body.text import TEXT_DIM
 from anima.body.model.vae import MotionVAE, VAEConfig
+from anima.body.paths import OUT
+from anima.body.text import TEXT_DIM
 from anima.train import load_weights, train_loop
 
 log = logging.getLogger(__name__)
