@@ -49,6 +49,7 @@ from anima.body.skeleton import (
     forward_kinematics,
 )
 from anima.core.plan import GESTURES
+from anima.easing import smoothstep
 
 # ---------------------------------------------------------------------------------------------
 # Pose parameters: [root offset (3) | axis-angle per joint (22 * 3) | left, right ankle offset (3+3)]
@@ -64,15 +65,6 @@ _INERTIA_S = 0.5  # how long a schedule edit's discontinuity takes to decay
 _PROMPT_FADE_S = 0.6  # cross-fade from the previous gesture to a newly prompted one
 _INTERRUPT_FADE_S = 0.5  # cross-fade back to idle on barge-in
 _GESTURE_RAMP_S = 0.4  # a gesture takes its arms over from the talking posture this fast
-
-
-def _smoothstep(x: float) -> float:
-    """0 below 0, 1 above 1, cubic ease in/out in between (zero slope at both ends)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    return x * x * (3.0 - 2.0 * x)
 
 
 def _bump(x: float) -> float:
@@ -194,10 +186,10 @@ class _Gesture:
 
     def activity(self, tau: float) -> float:
         """How fully the gesture owns its joints at ``tau``: ramps in at the start, out at the end."""
-        ramp_in = _smoothstep(tau / _GESTURE_RAMP_S)
+        ramp_in = smoothstep(tau / _GESTURE_RAMP_S)
         if math.isinf(self.duration_s):
             return ramp_in
-        return ramp_in * (1.0 - _smoothstep((tau - self.duration_s + _GESTURE_RAMP_S) / _GESTURE_RAMP_S))
+        return ramp_in * (1.0 - smoothstep((tau - self.duration_s + _GESTURE_RAMP_S) / _GESTURE_RAMP_S))
 
 
 class _Keyframed(_Gesture):
@@ -216,7 +208,7 @@ class _Keyframed(_Gesture):
         if tau <= 0.0 or tau >= self.duration_s:
             return self.poses[0]  # zeros
         k = bisect.bisect_right(self.times, tau) - 1
-        a = _smoothstep((tau - self.times[k]) / (self.times[k + 1] - self.times[k]))
+        a = smoothstep((tau - self.times[k]) / (self.times[k + 1] - self.times[k]))
         return self.poses[k] + a * (self.poses[k + 1] - self.poses[k])
 
     def mirrored(self) -> _Keyframed:
@@ -371,9 +363,9 @@ _BEAT_REACH_S = max(_TALK_BEFORE_S, _TALK_AFTER_S) + _TALK_RAMP_S  # beats farth
 def _talk_window(tau: float) -> float:
     """Talking-posture weight of one beat at ``tau`` seconds from it (1 near it, 0 far away)."""
     if tau < -_TALK_BEFORE_S:
-        return _smoothstep((tau + _TALK_BEFORE_S + _TALK_RAMP_S) / _TALK_RAMP_S)
+        return smoothstep((tau + _TALK_BEFORE_S + _TALK_RAMP_S) / _TALK_RAMP_S)
     if tau > _TALK_AFTER_S:
-        return 1.0 - _smoothstep((tau - _TALK_AFTER_S) / _TALK_RAMP_S)
+        return 1.0 - smoothstep((tau - _TALK_AFTER_S) / _TALK_RAMP_S)
     return 1.0
 
 
@@ -455,7 +447,7 @@ class _Instance:
     fade_s: float  # cross-fade from whatever played before
 
     def fade_in(self, t_s: float) -> float:
-        return _smoothstep((t_s - self.start_s) / self.fade_s)
+        return smoothstep((t_s - self.start_s) / self.fade_s)
 
 
 class ProceduralBody:
@@ -566,7 +558,7 @@ class ProceduralBody:
             self._beats.pop(0)
         talk = left = right = emphasis = 0.0
         # Beats kept by an interruption (those before it) fade out with the gesture.
-        cut_fade = 1.0 - _smoothstep((t_s - self._beats_cut_s) / _INTERRUPT_FADE_S)
+        cut_fade = 1.0 - smoothstep((t_s - self._beats_cut_s) / _INTERRUPT_FADE_S)
         for time_s, strength, left_weight, right_weight in self._beats:
             tau = t_s - time_s
             if tau < -_BEAT_REACH_S:
@@ -604,7 +596,7 @@ class ProceduralBody:
         self._dirty = False
         params = self._last_target = self._target(t_s)
         if self._offset is not None:
-            decay = 1.0 - _smoothstep((t_s - self._offset_start_s) / _INERTIA_S)
+            decay = 1.0 - smoothstep((t_s - self._offset_start_s) / _INERTIA_S)
             if decay > 0.0:
                 params = params + decay * self._offset
             else:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anima.core.plan import GAZE_TARGETS
+from anima.easing import smoothstep
 
 # Gaze target -> (eye pitch, eye yaw) of the whole gaze in radians (pitch > 0 looks down, yaw > 0
 # looks to the subject's left). "away" picks a side when it is set.
@@ -53,11 +54,6 @@ def rms_level(audio: np.ndarray | None) -> float:
     with np.errstate(over="ignore", invalid="ignore"):  # absurdly loud input reads as silence below
         level = math.sqrt(float(np.dot(x, x)) / x.size)
     return level if math.isfinite(level) else 0.0
-
-
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 @dataclass(frozen=True)
@@ -303,10 +299,10 @@ class IdleBehaviour:
         if tau < 0.0 or tau > duration:
             return 0.0
         if tau < close:
-            return _smoothstep(tau / close)
+            return smoothstep(tau / close)
         if tau < close + hold:
             return 1.0
-        return 1.0 - _smoothstep((tau - close - hold) / (duration - close - hold))
+        return 1.0 - smoothstep((tau - close - hold) / (duration - close - hold))
 
     def _update_gaze_target(self, t_s: float) -> None:
         while self._pending_gaze and self._pending_gaze[0][0] <= t_s:
@@ -347,7 +343,7 @@ class IdleBehaviour:
         return self._fixation_at(t_s)
 
     def _fixation_at(self, t_s: float) -> tuple[float, float]:
-        s = _smoothstep((t_s - self._saccade_start_s) / self._saccade_dur_s)
+        s = smoothstep((t_s - self._saccade_start_s) / self._saccade_dur_s)
         return (
             self._fix_from[0] + (self._fix_to[0] - self._fix_from[0]) * s,
             self._fix_from[1] + (self._fix_to[1] - self._fix_from[1]) * s,
@@ -388,11 +384,11 @@ class IdleBehaviour:
         for start, amplitude in self._brows:
             tau = t_s - start
             if tau < 0.15:
-                total += amplitude * _smoothstep(tau / 0.15)
+                total += amplitude * smoothstep(tau / 0.15)
             elif tau < 0.4:
                 total += amplitude
             else:
-                total += amplitude * (1.0 - _smoothstep((tau - 0.4) / 0.5))
+                total += amplitude * (1.0 - smoothstep((tau - 0.4) / 0.5))
         return min(total, 1.0)
 
     def _spring(self, target: tuple[float, float, float], dt: float, omega: float) -> None:

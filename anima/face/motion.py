@@ -24,7 +24,10 @@ import numpy as np
 from anima.face import params
 
 _FREE_ARKIT = [i for i, name in enumerate(params.ARKIT_NAMES) if name not in params.ROTATION_DRIVEN]
-SLOTS: np.ndarray = np.array(_FREE_ARKIT + [100, 101, 103, 104, 105, 106, 107, 109, 110])  # (50,) into the 112-D vector
+_ANGLES = [params.JAW_OPEN_ANGLE, params.JAW_SIDE_ANGLE, params.HEAD_PITCH, params.HEAD_YAW, params.HEAD_ROLL,
+           params.LEFT_EYE_PITCH, params.LEFT_EYE_YAW, params.RIGHT_EYE_PITCH, params.RIGHT_EYE_YAW]
+SLOTS: np.ndarray = np.array(_FREE_ARKIT + _ANGLES)  # (50,) into the 112-D vector
+NUM_FREE_ARKIT = len(_FREE_ARKIT)  # 41: motion[:NUM_FREE_ARKIT] are blendshape weights
 MOTION_DIM = len(SLOTS)
 NAMES: tuple[str, ...] = tuple(params.ARKIT_NAMES[i] for i in _FREE_ARKIT) + (
     "jaw_open", "jaw_side", "head_pitch", "head_yaw", "head_roll",
@@ -32,14 +35,17 @@ NAMES: tuple[str, ...] = tuple(params.ARKIT_NAMES[i] for i in _FREE_ARKIT) + (
 )
 
 # Groups of motion dimensions, for metrics and reports.
-EXPRESSION = np.arange(41)  # all free blendshapes
+EXPRESSION = np.arange(NUM_FREE_ARKIT)  # all free blendshapes
 JAW = np.array([41, 42])
 JAW_OPEN = 41
 HEAD = np.array([43, 44, 45])
+HEAD_PITCH, HEAD_YAW = 43, 44
 EYES = np.array([46, 47, 48, 49])
+EYE_PITCH = np.array([46, 48])  # left, right
+EYE_YAW = np.array([47, 49])
 _UPPER_NAMES = ("eyeBlink", "eyeSquint", "eyeWide", "brow", "cheekSquint", "noseSneer")
-UPPER_FACE = np.array([i for i, n in enumerate(NAMES[:41]) if n.startswith(_UPPER_NAMES)])
-LIPS = np.array([i for i, n in enumerate(NAMES[:41]) if n.startswith(("mouth", "tongue", "cheekPuff"))])
+UPPER_FACE = np.array([i for i, n in enumerate(NAMES[:NUM_FREE_ARKIT]) if n.startswith(_UPPER_NAMES)])
+LIPS = np.array([i for i, n in enumerate(NAMES[:NUM_FREE_ARKIT]) if n.startswith(("mouth", "tongue", "cheekPuff"))])
 
 _LO = np.zeros(MOTION_DIM, dtype=np.float32)
 _HI = np.ones(MOTION_DIM, dtype=np.float32)

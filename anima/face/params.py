@@ -44,6 +44,13 @@ JAW = slice(100, 103)
 HEAD = slice(103, 106)
 LEFT_EYE = slice(106, 109)
 RIGHT_EYE = slice(109, 112)
+# Single angles (x = pitch / open, y = yaw / sideways, z = roll; the eyes' z and jaw's z are unused).
+JAW_OPEN_ANGLE, JAW_SIDE_ANGLE = 100, 101
+HEAD_PITCH, HEAD_YAW, HEAD_ROLL = 103, 104, 105
+LEFT_EYE_PITCH, LEFT_EYE_YAW = 106, 107
+RIGHT_EYE_PITCH, RIGHT_EYE_YAW = 109, 110
+EYE_PITCH = [LEFT_EYE_PITCH, RIGHT_EYE_PITCH]  # both eyes move together in every animator
+EYE_YAW = [LEFT_EYE_YAW, RIGHT_EYE_YAW]
 
 JAW_OPEN_MAX_RAD = 0.40  # jaw.x at jawOpen = 1 (about 23 degrees)
 JAW_SIDE_MAX_RAD = 0.10

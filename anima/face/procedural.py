@@ -28,10 +28,9 @@ import numpy as np
 from anima.core.frames.audio import SpeechEvent
 from anima.core.plan import EMOTIONS
 from anima.face import params
+from anima.face.emotion_blend import EmotionBlend
 from anima.face.listening import IdleBehaviour, IdleConfig, rms_level
 from anima.face.viseme import CHANNELS, CoarticulationConfig, VisemeTrack
-
-EMOTION_BLEND_S = 0.5
 
 
 def _lr(base: str, value: float) -> dict[str, float]:
@@ -83,21 +82,28 @@ EMOTION_POSES: dict[str, tuple[dict[str, float], tuple[float, float, float], flo
 _I = params.ARKIT_INDEX
 
 
+# An emotion's pose as one vector: the 52 ARKit weights, then head pitch, yaw, roll, then eye pitch.
+_NUM_ARKIT = len(params.ARKIT_NAMES)  # 52
+_EMOTION_HEAD = slice(_NUM_ARKIT, _NUM_ARKIT + 3)
+_EMOTION_EYE_PITCH = _NUM_ARKIT + 3
+_EMOTION_DIM = _NUM_ARKIT + 4
+
+
 def _emotion_vector(name: str) -> np.ndarray:
     """(52 weights, 3 head angles, 1 eye pitch) of an emotion as one array. # (56,)"""
     weights, head, eye_pitch = EMOTION_POSES[name]
-    vec = np.zeros(56)
+    vec = np.zeros(_EMOTION_DIM)
     for key, value in weights.items():
         vec[_I[key]] = value
-    vec[52:55] = head
-    vec[55] = eye_pitch
+    vec[_EMOTION_HEAD] = head
+    vec[_EMOTION_EYE_PITCH] = eye_pitch
     return vec
 
 
 _EMOTION_VECTORS = {name: _emotion_vector(name) for name in EMOTIONS}
 # Emotion mouth shapes that fight articulation are damped while speaking (a press or a dropped
 # jaw would hide m/b/p closures and vowels); smiles and frowns stay.
-_ARTICULATION_DAMPED = np.zeros(52)
+_ARTICULATION_DAMPED = np.zeros(_NUM_ARKIT)
 for _name in ("jawOpen", "mouthPressLeft", "mouthPressRight", "mouthStretchLeft", "mouthStretchRight",
               "mouthShrugLower", "mouthShrugUpper", "mouthClose", "mouthFunnel", "mouthPucker",
               "mouthRollLower", "mouthRollUpper"):
@@ -134,6 +140,7 @@ class ProceduralFace:
         self.seed = seed
         self.track = VisemeTrack(coarticulation)
         self.idle = IdleBehaviour(seed, idle)
+        self.emotion = EmotionBlend(_EMOTION_VECTORS)
         self._out = np.zeros(params.FACE_DIM, dtype=np.float64)
         self.reset()
 
@@ -141,10 +148,7 @@ class ProceduralFace:
         """Forget scheduled speech, emotion and gaze; restart the idle behaviour from the seed."""
         self.track.reset()
         self.idle.reset()
-        neutral = _EMOTION_VECTORS["neutral"]
-        self._emotion_from = neutral
-        self._emotion_to = neutral
-        self._emotion_t0 = -math.inf
+        self.emotion.reset()
         self._last_prune_s = -math.inf
 
     # -- control ------------------------------------------------------------------------------
@@ -159,22 +163,11 @@ class ProceduralFace:
 
     def set_emotion(self, emotion: str, t_s: float) -> None:
         """Blend to ``emotion`` (one of ``plan.EMOTIONS``) over 0.5 s starting at media time ``t_s``."""
-        if emotion not in _EMOTION_VECTORS:
-            raise ValueError(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
-        if not math.isfinite(t_s):
-            raise ValueError(f"set_emotion: t_s must be finite, got {t_s}")
-        self._emotion_from = self._emotion_at(float(t_s))
-        self._emotion_to = _EMOTION_VECTORS[emotion]
-        self._emotion_t0 = float(t_s)
+        self.emotion.set(emotion, t_s)
 
     def set_gaze(self, target: str, t_s: float) -> None:
         """Look at a ``plan.GAZE_TARGETS`` target from media time ``t_s`` on."""
         self.idle.set_gaze(target, t_s)
-
-    def _emotion_at(self, t_s: float) -> np.ndarray:
-        s = min(max((t_s - self._emotion_t0) / EMOTION_BLEND_S, 0.0), 1.0)
-        s = s * s * (3.0 - 2.0 * s)
-        return self._emotion_from + (self._emotion_to - self._emotion_from) * s
 
     # -- stepping -----------------------------------------------------------------------------
 
@@ -193,12 +186,12 @@ class ProceduralFace:
         mouth = self.track.values_at(t_s, 1.0 / self.fps)[0]  # (K,)
         speaking = float(self.track.gate_at(t_s)[0])
         pose = self.idle.step(t_s, rms_level(own_audio), rms_level(other_audio))
-        emotion = self._emotion_at(t_s)  # (56,)
+        emotion = self.emotion.at(t_s)  # (56,)
 
         out = self._out
         out[:] = 0.0
-        expr = out[:52]
-        expr += emotion[:52] * (1.0 - _ARTICULATION_DAMPED * speaking)
+        expr = out[:_NUM_ARKIT]
+        expr += emotion[:_NUM_ARKIT] * (1.0 - _ARTICULATION_DAMPED * speaking)
         expr[_MOUTH_INDEX] += mouth
         expr[_BLINK] += pose.blink
         expr[_WIDE_SQUINT] *= 1.0 - pose.blink  # lids closing hide widening and squint
@@ -206,22 +199,23 @@ class ProceduralFace:
         expr[_BROW_OUTER] += pose.brow_raise
         expr[_BROW_DOWN] *= 1.0 - pose.brow_raise
         # Upper lids follow the eyes down a little.
-        eye_pitch = pose.eye_pitch + emotion[55]
+        eye_pitch = pose.eye_pitch + emotion[_EMOTION_EYE_PITCH]
         expr[_BLINK] += 0.25 * max(eye_pitch, 0.0) / params.EYE_PITCH_MAX_RAD
         np.clip(expr, 0.0, 1.0, out=expr)
 
         # Angles; rotation-driven slots derived from them as params.to_arkit does.
         jaw_open = expr[_JAW_OPEN]
-        out[100] = jaw_open * params.JAW_OPEN_MAX_RAD
+        out[params.JAW_OPEN_ANGLE] = jaw_open * params.JAW_OPEN_MAX_RAD
         expr[_JAW_LEFT] = expr[_JAW_RIGHT] = 0.0
         head_limit = 0.9 * params.HEAD_MAX_RAD
-        out[103] = min(max(pose.head_pitch + emotion[52], -head_limit), head_limit)
-        out[104] = min(max(pose.head_yaw + emotion[53], -head_limit), head_limit)
-        out[105] = min(max(pose.head_roll + emotion[54], -head_limit), head_limit)
+        head_pitch, head_yaw, head_roll = emotion[_EMOTION_HEAD]
+        out[params.HEAD_PITCH] = min(max(pose.head_pitch + head_pitch, -head_limit), head_limit)
+        out[params.HEAD_YAW] = min(max(pose.head_yaw + head_yaw, -head_limit), head_limit)
+        out[params.HEAD_ROLL] = min(max(pose.head_roll + head_roll, -head_limit), head_limit)
         pitch = min(max(eye_pitch, -params.EYE_PITCH_MAX_RAD), params.EYE_PITCH_MAX_RAD)
         yaw = min(max(pose.eye_yaw, -params.EYE_YAW_MAX_RAD), params.EYE_YAW_MAX_RAD)
-        out[106], out[107] = pitch, yaw
-        out[109], out[110] = pitch, yaw
+        out[params.EYE_PITCH] = pitch
+        out[params.EYE_YAW] = yaw
         down = max(pitch, 0.0) / params.EYE_PITCH_MAX_RAD
         up = max(-pitch, 0.0) / params.EYE_PITCH_MAX_RAD
         left = max(yaw, 0.0) / params.EYE_YAW_MAX_RAD  # toward the subject's left

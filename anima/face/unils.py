@@ -34,6 +34,7 @@ from anima.core.plan import EMOTIONS, GAZE_TARGETS
 from anima.face import motion as motion_space
 from anima.face import params
 from anima.face.audio_features import AudioFeatureConfig, LogMelStream, fit_tick
+from anima.face.emotion_blend import EmotionBlend
 from anima.face.listening import GAZE_DIRECTIONS
 from anima.face.model.unils import SamplingConfig, UniLS
 from anima.face.procedural import EMOTION_POSES
@@ -41,7 +42,6 @@ from anima.face.procedural import EMOTION_POSES
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "face" / "unils"
-EMOTION_BLEND_S = 0.5
 GAZE_TIME_CONSTANT_S = 0.35
 
 
@@ -53,7 +53,7 @@ def _emotion_offset(name: str) -> np.ndarray:
         if key not in params.ROTATION_DRIVEN:
             face[params.ARKIT_INDEX[key]] = value
     face[params.HEAD] = head
-    face[106] = face[109] = eye_pitch
+    face[params.EYE_PITCH] = eye_pitch  # both eyes
     return motion_space.to_motion(face)
 
 
@@ -91,6 +91,7 @@ class UniLSFace:
         self.features = AudioFeatureConfig()
         if self.features.dim != model.config.audio_dim:
             raise ValueError(f"UniLSFace: model expects {model.config.audio_dim}-D audio rows, features give {self.features.dim}")
+        self.emotion = EmotionBlend(_EMOTIONS)
         self._ref = model.quantizer.normalize(torch.from_numpy(ref))[None]  # (1, T_ref, 50)
         self._streams = (LogMelStream(self.features), LogMelStream(self.features))
         self._ctx = None
@@ -157,9 +158,7 @@ class UniLSFace:
         self._generator = torch.Generator().manual_seed(self.seed)
         self._ctx = self.model.streaming(self._ref, self.sampling, self._generator)
         self._ctx.__enter__()
-        neutral = _EMOTIONS["neutral"]
-        self._emotion_from = self._emotion_to = neutral
-        self._emotion_t0 = -math.inf
+        self.emotion.reset()
         self._gaze_target = np.zeros(2)
         self._gaze = np.zeros(2)
         self._speech_until_s = -math.inf
@@ -185,24 +184,13 @@ class UniLSFace:
 
     def set_emotion(self, emotion: str, t_s: float) -> None:
         """Blend the plan's emotion over the generated face from ``t_s`` on (0.5 s)."""
-        if emotion not in _EMOTIONS:
-            raise ValueError(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
-        if not math.isfinite(t_s):
-            raise ValueError(f"set_emotion: t_s must be finite, got {t_s}")
-        self._emotion_from = self._emotion_at(float(t_s))
-        self._emotion_to = _EMOTIONS[emotion]
-        self._emotion_t0 = float(t_s)
+        self.emotion.set(emotion, t_s)
 
     def set_gaze(self, target: str, t_s: float) -> None:
         """Shift the gaze toward a ``plan.GAZE_TARGETS`` target (eyes, and the head by 35 %)."""
         if target not in GAZE_TARGETS:
             raise ValueError(f"unknown gaze target {target!r}; expected one of {', '.join(GAZE_TARGETS)}")
         self._gaze_target = np.array(GAZE_DIRECTIONS[target], dtype=np.float64)
-
-    def _emotion_at(self, t_s: float) -> np.ndarray:
-        s = min(max((t_s - self._emotion_t0) / EMOTION_BLEND_S, 0.0), 1.0)
-        s = s * s * (3.0 - 2.0 * s)
-        return self._emotion_from + (self._emotion_to - self._emotion_from) * s
 
     def step(self, t_s: float, own_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
         """One 25 fps tick: this tick's audio of the agent and of the other party -> (112,) float32."""
@@ -223,18 +211,18 @@ class UniLSFace:
         self._head = head.copy() if np.isfinite(head).all() else None
         m[motion_space.HEAD] = head
         # Plan overlays: emotion (its mouth shapes damped while speaking) and gaze.
-        emotion = self._emotion_at(t_s)
+        emotion = self.emotion.at(t_s)
         if t_s <= self._speech_until_s + 0.2:
             emotion = emotion.copy()
             emotion[motion_space.LIPS] *= 0.3
-        m[:41] += emotion[:41]
+        m[motion_space.EXPRESSION] += emotion[motion_space.EXPRESSION]
         m[motion_space.HEAD] += emotion[motion_space.HEAD]
         follow = 1.0 - math.exp(-dt / GAZE_TIME_CONSTANT_S) if dt > 0 else 0.0
         self._gaze += (self._gaze_target - self._gaze) * follow
-        m[[46, 48]] += self._gaze[0] * 0.65 + emotion[46]
-        m[[47, 49]] += self._gaze[1] * 0.65
-        m[43] += 0.35 * self._gaze[0]
-        m[44] += 0.35 * self._gaze[1]
+        m[motion_space.EYE_PITCH] += self._gaze[0] * 0.65 + emotion[motion_space.EYE_PITCH[0]]
+        m[motion_space.EYE_YAW] += self._gaze[1] * 0.65
+        m[motion_space.HEAD_PITCH] += 0.35 * self._gaze[0]
+        m[motion_space.HEAD_YAW] += 0.35 * self._gaze[1]
         out = motion_space.from_motion(m)
         self.step_times_s.append(time.perf_counter() - start)
         if len(self.step_times_s) > 10_000:

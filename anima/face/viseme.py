@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anima.core.frames.audio import SpeechEvent
+from anima.easing import smoothstep
 
 # ---------------------------------------------------------------------------------------------
 # Channels and viseme targets
@@ -252,11 +253,6 @@ class CoarticulationConfig:
 _KIND_ORDER = {"end": 0, "sentence": 1, "word": 2, "phoneme": 3}
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 class VisemeTrack:
     """A phoneme timeline (absolute media seconds) and the coarticulated mouth it implies.
 
@@ -394,8 +390,8 @@ class VisemeTrack:
         if self._span_start.size == 0:
             return np.zeros(t.shape)
         cfg = self.config
-        ramp_in = _smoothstep((t[:, None] - self._span_start[None] + cfg.onset_s) / cfg.onset_s)  # (T, P)
-        ramp_out = _smoothstep((self._span_end[None] + cfg.release_s - t[:, None]) / cfg.release_s)
+        ramp_in = smoothstep((t[:, None] - self._span_start[None] + cfg.onset_s) / cfg.onset_s)  # (T, P)
+        ramp_out = smoothstep((self._span_end[None] + cfg.release_s - t[:, None]) / cfg.release_s)
         gate = np.minimum(ramp_in, ramp_out).max(axis=1)
         gate[gate < 1e-9] = 0.0  # exactly at rest at the ramp ends despite rounding
         return gate
