@@ -3,6 +3,10 @@
 Each tick it waits for the clock (live) or not (offline), feeds the input source's frames for the
 tick, then the tick itself. Offline it also waits for the tick to clear the whole pipeline before
 starting the next, which makes offline renders deterministic. The same loop drives a live avatar.
+
+Error policy (STYLE E2): stages report failures as ``ErrorFrame`` s. Every error is listed in the
+result; a permanent one also ends the session: the tick loop stops, the end of stream is sent so
+sinks close their files, and ``run`` raises ``SessionError`` carrying the (failed) result.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ class InputSource(Protocol):
 
 
 class SessionError(RuntimeError):
-    """A stage reported a permanent error."""
+    """A stage reported a permanent error and the session ended. ``result`` is what it did so far."""
+
+    def __init__(self, message: str, result: SessionResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -41,6 +49,11 @@ class SessionResult:
     metrics: SessionMetrics
     history: ConversationHistory
     errors: list[str] = field(default_factory=list)
+    failure: str | None = None  # the permanent error that ended the session, if one did
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
     @property
     def rtf(self) -> float:
@@ -66,15 +79,19 @@ class Session:
         self.max_ticks = int(max_duration_s * NS_PER_S // self.clock.tick_ns)
         self.on_tick = on_tick
         self.errors: list[str] = []
+        self.failure: str | None = None
         self.pipeline = Pipeline(stages, self.clock, on_edge=self._on_edge)
 
     async def _on_edge(self, frame: Frame, direction: Direction) -> None:
-        if direction is UP:
-            self.source.observe(frame)
-            if isinstance(frame, ErrorFrame):
-                self.errors.append(f"{frame.stage}: {frame.message}")
-                if frame.permanent:
-                    raise SessionError(f"{frame.stage}: {frame.message}")
+        # Never raises: this runs inside whichever stage's task pushed the frame.
+        if direction is not UP:
+            return
+        self.source.observe(frame)
+        if isinstance(frame, ErrorFrame):
+            message = f"{frame.stage}: {frame.message}"
+            self.errors.append(message)
+            if frame.permanent and self.failure is None:
+                self.failure = message  # the tick loop stops before the next tick
 
     async def run(self) -> SessionResult:
         clock, tick_ns = self.clock, self.clock.tick_ns
@@ -83,7 +100,7 @@ class Session:
         await self.pipeline.start()
         k = 0
         try:
-            while k < self.max_ticks and not self.source.finished(k * tick_ns):
+            while k < self.max_ticks and self.failure is None and not self.source.finished(k * tick_ns):
                 pts = k * tick_ns
                 if await clock.wait_until(pts) > tick_ns // 2:
                     self.pipeline.metrics.late_ticks += 1
@@ -102,4 +119,7 @@ class Session:
         metrics = self.pipeline.metrics
         metrics.media_s = k * tick_ns / NS_PER_S
         metrics.wall_s = time.perf_counter() - wall0
-        return SessionResult(metrics.media_s, metrics.wall_s, k, metrics, self.history, self.errors)
+        result = SessionResult(metrics.media_s, metrics.wall_s, k, metrics, self.history, self.errors, self.failure)
+        if self.failure is not None:
+            raise SessionError(f"session ended by a permanent error in {self.failure}", result)
+        return result

@@ -13,22 +13,30 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from anima.core.clock import MediaClock
-from anima.core.frames import SAMPLE_RATE, Frame, SpeechEvent
+from anima.core.frames import SAMPLE_RATE, Frame, SpeechEvent, SystemFrame, TickFrame
 from anima.core.pipeline import Pipeline
 from anima.core.stage import Direction, Stage
 from anima.talker.base import SpeechChunk
 
 
 class FrameRecorder(Stage):
-    """Records every frame that passes (in order), then passes it on."""
+    """Records every frame it passes on (in order), then passes it on.
+
+    Frames are recorded as the stage handles them, after the runtime's own checks: a stale frame of
+    an interrupted turn that reaches the recorder is dropped like anywhere else and not recorded.
+    """
 
     def __init__(self, name: str = "recorder") -> None:
         super().__init__(name=name)
         self.frames: list[tuple[Frame, Direction]] = []
 
-    async def queue_frame(self, frame: Frame, direction: Direction = Direction.DOWNSTREAM) -> None:
+    async def process_frame(self, frame: Frame, direction: Direction) -> None:
         self.frames.append((frame, direction))
-        await super().queue_frame(frame, direction)
+        await self.push_frame(frame, direction)
+
+    async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
+        self.frames.append((frame, direction))
+        await self.push_frame(frame, direction)
 
     def of_type(self, kind: type, direction: Direction | None = Direction.DOWNSTREAM) -> list:
         return [f for f, d in self.frames if isinstance(f, kind) and (direction is None or d is direction)]
@@ -37,10 +45,10 @@ class FrameRecorder(Stage):
 async def run_frames(stages: Sequence[Stage], frames: Sequence[Frame], clock: MediaClock | None = None) -> FrameRecorder:
     """Push ``frames`` through ``stages`` and return a recorder of what came out of the last one.
 
-    Each TickFrame is waited for before the next frame is pushed (offline semantics).
+    Each TickFrame is waited for before the next frame is pushed (offline semantics). Other frames
+    are pushed back to back without yielding to the stages, so frames pushed before an
+    ``InterruptionFrame`` are still queued in the first stage when it arrives.
     """
-    from anima.core.frames import TickFrame
-
     recorder = FrameRecorder()
     pipeline = Pipeline([*stages, recorder], clock or MediaClock())
     pipeline.clock.start()
