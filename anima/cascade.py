@@ -1,7 +1,8 @@
 """The five-module cascade, assembled: Thinker, Talker, Face, Body, Renderer on the runtime.
 
-``build_stages`` picks each module's backend by name with an explicit factory (an unknown name is
-an error listing the valid ones); ``render_conversation`` renders a conversation file to MP4.
+The cascade engine itself (which stages, in which order) and each module's backend are chosen by
+name in ``anima.registry`` (an unknown name is an error listing the valid ones). ``build_stages``
+adds the renderer and MP4 sink; ``render_conversation`` renders a conversation file to MP4.
 """
 
 from __future__ import annotations
@@ -12,25 +13,22 @@ from pathlib import Path
 
 from anima.core.clock import MediaClock
 from anima.core.conversation import Conversation, load_conversation
-from anima.core.duplex import TurnTaking
 from anima.core.history import ConversationHistory
-from anima.core.playout import Playout
 from anima.core.scripted_user import ScriptedUser
 from anima.core.session import Session, SessionResult
 from anima.core.stage import Stage
-
-THINKERS = ("scripted", "story")
-FACES = ("procedural", "unils")
-BODIES = ("procedural", "flood")
+from anima.registry import ENGINES, THINKERS, AgentChoice, ThinkerSpec
 
 
 @dataclass
 class CascadeOptions:
-    """Which backend each module uses, and how to render."""
+    """Which backend each module uses (names from ``anima.registry``), and how to render."""
 
-    thinker: str = "scripted"  # one of THINKERS
-    face: str = "procedural"  # one of FACES
-    body: str = "flood"  # one of BODIES: the shipped FloodDiffusion model; "procedural" needs no weights
+    thinker: str = "scripted"  # one of registry.THINKERS
+    face: str = "procedural"  # one of registry.FACES
+    body: str = "flood"  # one of registry.BODIES: the shipped FloodDiffusion model; "procedural" needs no weights
+    talker: str = "espeak"  # one of registry.TALKERS
+    engine: str = "cascade"  # one of registry.ENGINES
     width: int = 960
     height: int = 540
     realtime: bool = False  # pace by the wall clock instead of as fast as possible
@@ -40,56 +38,24 @@ class CascadeOptions:
     seed: int | None = None  # overrides the conversation's seed
     max_duration_s: float = 1800.0
 
-
-def _choose(kind: str, name: str, valid: tuple[str, ...]) -> str:
-    if name not in valid:
-        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
-    return name
+    def agent(self, conversation: Conversation) -> AgentChoice:
+        """The registry choice for rendering ``conversation`` (its voice, seed and scripted replies)."""
+        return AgentChoice(
+            engine=self.engine, thinker=self.thinker, talker=self.talker, face=self.face, body=self.body,
+            voice=conversation.agent.voice, seed=conversation.seed if self.seed is None else self.seed,
+            thinker_spec=ThinkerSpec(self.character, self.story_time, self.world, script=conversation.agent_turns),
+        ).check()
 
 
 def build_stages(conversation: Conversation, out_path: Path, options: CascadeOptions, history: ConversationHistory) -> list[Stage]:
-    """The stages of a render session, in pipeline order."""
-    from anima.body.procedural import ProceduralBody
-    from anima.body.stage import BodyStage
-    from anima.face.procedural import ProceduralFace
-    from anima.face.stage import FaceStage
+    """The stages of a render session, in pipeline order: the engine's, then the renderer and MP4 sink."""
     from anima.render.character import CharacterRenderer
     from anima.render.stage import MP4Sink, RenderStage
-    from anima.talker.espeak import EspeakTTS
-    from anima.talker.stage import TalkerStage
-    from anima.thinker.scripted import ScriptedThinker
-    from anima.thinker.stage import ThinkerStage
 
-    seed = conversation.seed if options.seed is None else options.seed
-    match _choose("thinker", options.thinker, THINKERS):
-        case "scripted":
-            thinker = ScriptedThinker(conversation.agent_turns)
-        case "story":
-            from anima.thinker.story import StoryThinker
-
-            thinker = StoryThinker.create(character=options.character, story_time=options.story_time, world=options.world)
-    match _choose("face", options.face, FACES):
-        case "procedural":
-            face = ProceduralFace(seed=seed)
-        case "unils":
-            from anima.face.unils import UniLSFace
-
-            face = UniLSFace.load(seed=seed)
-    match _choose("body", options.body, BODIES):
-        case "procedural":
-            body = ProceduralBody(seed=seed)
-        case "flood":
-            from anima.body.flood import FloodBody
-
-            body = FloodBody.load(seed=seed)
+    choice = options.agent(conversation)
     clock_fps = 25
     return [
-        TurnTaking(),
-        ThinkerStage(thinker, history),
-        TalkerStage(EspeakTTS(voice=conversation.agent.voice), voice=conversation.agent.voice),
-        Playout(),
-        FaceStage(face),
-        BodyStage(body),
+        *ENGINES.create(choice.engine, choice=choice, history=history),
         RenderStage(CharacterRenderer(options.width, options.height), conversation.agent.name, conversation.user.name),
         MP4Sink(out_path, options.width, options.height, fps=clock_fps),
     ]
@@ -158,7 +124,7 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
 def render_conversation(path: str | Path, out_path: str | Path, options: CascadeOptions | None = None, progress: bool = True) -> SessionResult:
     """Render a conversation file to an MP4 (H.264 + AAC). Raises ConversationError on a bad file."""
     options = options or CascadeOptions()
-    _choose("thinker", options.thinker, THINKERS)
+    THINKERS.check(options.thinker)
     conversation = load_conversation(path, scripted=options.thinker == "scripted")
     return asyncio.run(render_async(conversation, Path(out_path), options, progress))
 

@@ -26,10 +26,9 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import FileResponse, JSONResponse
 
 from anima.core.clock import MediaClock
-from anima.core.duplex import TurnTaking
 from anima.core.history import ConversationHistory
-from anima.core.playout import Playout
 from anima.core.session import Session
+from anima.registry import ENGINES, THINKERS, AgentChoice, ThinkerSpec
 from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
 from anima.serve.protocol import (
     MAX_MESSAGE_BYTES,
@@ -60,10 +59,12 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None  # required when host is not loopback
-    thinker: str = "story"  # story (persona + world) or a custom factory below
+    thinker: str = "story"  # a live registry.THINKERS name, or a custom factory below
     world: Path | None = None  # story thinker's world database (default: the shipped one)
-    face: str = "procedural"
-    body: str = "procedural"
+    engine: str = "cascade"  # registry.ENGINES
+    talker: str = "espeak"  # registry.TALKERS
+    face: str = "procedural"  # registry.FACES
+    body: str = "procedural"  # registry.BODIES (one body per session: the procedural one costs no weights)
     asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1
     asr_model: str = "whisper-1"
     max_sessions: int = 16
@@ -75,8 +76,19 @@ class ServeConfig:
     thinker_factory: Callable[[Hello], Thinker] | None = field(default=None, repr=False)
 
     def check(self) -> None:
+        """Raise ValueError on an unknown backend name or an exposed bind address without a token."""
+        self.agent(hello=None, seed=0, voice=DEFAULT_VOICE).check(live=self.thinker_factory is None)
         if self.host not in LOOPBACK and not self.token:
             raise ValueError(f"binding {self.host} exposes the server beyond this machine: pass --token SECRET (clients must send it)")
+
+
+    def agent(self, hello: Hello | None, seed: int, voice: str) -> AgentChoice:
+        """The registry choice for one session (the visitor's character and story time)."""
+        spec = ThinkerSpec(world=self.world)
+        if hello is not None:
+            spec.character, spec.story_time = hello.character, hello.story_time
+        return AgentChoice(engine=self.engine, thinker=self.thinker, talker=self.talker, face=self.face,
+                           body=self.body, voice=voice, seed=seed, thinker_spec=spec)
 
 
 class _RateLimiter:
@@ -99,47 +111,17 @@ class _RateLimiter:
 def _default_thinker(config: ServeConfig, hello: Hello) -> Thinker:
     if config.thinker_factory is not None:
         return config.thinker_factory(hello)
-    if config.thinker != "story":
-        raise ValueError(f"unknown thinker {config.thinker!r}; valid: story")
-    from anima.thinker.story import StoryThinker
-
-    return StoryThinker.create(character=hello.character, story_time=hello.story_time, world=config.world)
+    return THINKERS.create(config.thinker, spec=config.agent(hello, 0, DEFAULT_VOICE).thinker_spec)
 
 
-def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int, voice: str) -> tuple[list, ConversationHistory]:
-    from anima.body.procedural import ProceduralBody
-    from anima.body.stage import BodyStage
-    from anima.face.procedural import ProceduralFace
-    from anima.face.stage import FaceStage
-    from anima.talker.espeak import EspeakTTS
-    from anima.talker.stage import TalkerStage
-    from anima.thinker.stage import ThinkerStage
-
-    if config.face == "unils":
-        from anima.face.unils import UniLSFace
-
-        face = UniLSFace.load(seed=seed)
-    else:
-        face = ProceduralFace(seed=seed)
-    if config.body == "flood":
-        from anima.body.flood import FloodBody
-
-        body = FloodBody.load(seed=seed)
-    else:
-        body = ProceduralBody(seed=seed)
+def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int, voice: str,
+                  hello: Hello) -> tuple[list, ConversationHistory]:
+    choice = config.agent(hello, seed, voice)
     history = ConversationHistory()
     stages: list = []
     if config.asr_url:
         stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
-    stages += [
-        TurnTaking(),
-        ThinkerStage(thinker, history),
-        TalkerStage(EspeakTTS(voice=voice), voice=voice),
-        Playout(),
-        FaceStage(face),
-        BodyStage(body),
-        sink,
-    ]
+    stages += [*ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker), sink]
     return stages, history
 
 
@@ -234,7 +216,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         voice = CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE)
         # Off the event loop: a learned body or face loads its weights here (hundreds of ms), and
         # every other session's audio and motion must keep flowing meanwhile.
-        stages, history = await asyncio.to_thread(_build_stages, config, thinker, ClientSink(send), session_id, voice)
+        stages, history = await asyncio.to_thread(_build_stages, config, thinker, ClientSink(send), session_id, voice, hello)
         session = Session(stages, live, clock, history, max_duration_s=LIVE_SESSION_MAX_S)
         app.state.sessions[session_id] = session
         await ws.send_text(json.dumps({

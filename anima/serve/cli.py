@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from anima.registry import add_backend_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the live server and web client (FastAPI + WebSockets)",
@@ -14,8 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--token", default=None, help="shared secret clients must send (?token=... in the page URL)")
     p.add_argument("--world", type=Path, default=None, help="story thinker's world database (default: the shipped one)")
-    p.add_argument("--face", default="procedural", choices=["procedural", "unils"], help="face animator")
-    p.add_argument("--body", default="procedural", choices=["procedural", "flood"], help="body animator")
+    add_backend_arguments(p, body_default="procedural")
     p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1")
     p.add_argument("--asr-model", default="whisper-1", help="model name sent to the transcription server")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anima.serve.app import ServeConfig, create_app
 
-    config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, face=args.face, body=args.body,
+    config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
                          asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions)
     try:
         app = create_app(config)
