@@ -3,8 +3,6 @@ starts as stage 1, LoRA freezing), metrics, and the runtime face with the shippe
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -122,8 +120,8 @@ def test_streaming_equals_teacher_forcing_across_window_boundaries(audio):
         return next(forced)
 
     model._sample = replay
-    with model.streaming(ref):
-        out = torch.stack([model.step(own[:, f] if audio else None, other[:, f] if audio else None) for f in range(W * 100)], 1)
+    state = model.new_state(ref)
+    out = torch.stack([model.step(own[:, f] if audio else None, other[:, f] if audio else None, state) for f in range(W * 100)], 1)
     seen = torch.stack(seen, 1)
     with torch.no_grad():
         lg01, _ = model(mot[:, :200], ref, own[:, :200] if audio else None, other[:, :200] if audio else None)
@@ -190,16 +188,16 @@ def test_bad_inputs_raise_clear_errors():
     bad[0, 3, 4] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         model(mot, ref, torch.zeros(1, 200, 80), bad)
-    with pytest.raises(RuntimeError, match="not streaming"):
-        model.step(torch.zeros(1, 80), torch.zeros(1, 80))
-    with model.streaming(ref):
-        with pytest.raises(ValueError, match="own must be"):
-            model.step(torch.zeros(2, 80), torch.zeros(1, 80))
-        nan = torch.full((1, 80), float("nan"))
-        assert torch.isfinite(model.step(nan, nan)).all()  # non-finite features read as zeros in streaming
-        with pytest.raises(RuntimeError, match="already streaming"):
-            with model.streaming(ref):
-                pass
+    with pytest.raises(RuntimeError, match="must be a UniLSState"):
+        model.step(torch.zeros(1, 80), torch.zeros(1, 80), None)
+    state = model.new_state(ref)
+    with pytest.raises(ValueError, match="own must be"):
+        model.step(torch.zeros(2, 80), torch.zeros(1, 80), state)
+    nan = torch.full((1, 80), float("nan"))
+    assert torch.isfinite(model.step(nan, nan, state)).all()  # non-finite features read as zeros in streaming
+    model.train()
+    with pytest.raises(RuntimeError, match="training mode"):
+        model.step(nan, nan, state)
 
 
 def test_generation_is_seeded():
@@ -255,7 +253,7 @@ def _shipped_face(**kw):
 
     if not (DEFAULT_WEIGHTS / "config.json").is_file():
         pytest.skip("no shipped UniLS weights")
-    return UniLSFace.load(threads=1, **kw)
+    return UniLSFace.load(**kw)
 
 
 def test_shipped_face_bad_audio_keeps_valid_live_frames():
@@ -280,7 +278,7 @@ def test_shipped_face_bad_audio_keeps_valid_live_frames():
     assert idle[:, 103:106].std(0).max() > 1e-3  # silence is not a frozen face
 
 
-def test_shipped_face_controls_and_speed():
+def test_shipped_face_controls():
     face = _shipped_face(seed=1)
     with pytest.raises(ValueError, match="unknown emotion"):
         face.set_emotion("bored", 0.0)
@@ -288,18 +286,15 @@ def test_shipped_face_controls_and_speed():
         face.set_gaze("ceiling", 0.0)
     face.set_emotion("happy", 0.0)
     face.set_gaze("left", 0.0)
-    start = time.perf_counter()
     frames = np.stack([face.step(f * 0.04, np.zeros(960), np.zeros(960)) for f in range(100)])
-    per_tick = (time.perf_counter() - start) / 100
     params.check_ranges(frames)
-    assert frames[-1, params.ARKIT_INDEX["mouthSmileLeft"]] > 0.3
-    assert per_tick < 0.04, f"{per_tick * 1000:.1f} ms per tick cannot keep up with 25 fps"
+    assert frames[-1, params.ARKIT_INDEX["mouthSmileLeft"]] > 0.3  # speed: benchmarks/face_stream.py
 
 
 def test_animate_pair_handles_rates_lengths_and_nan(caplog):
     import logging
 
-    from anima.face.training.train import load_unils
+    from anima.face.model.unils import load_unils
     from anima.face.unils import DEFAULT_WEIGHTS
     from anima.render.face_dialogue import animate_pair
 

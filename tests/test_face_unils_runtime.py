@@ -42,7 +42,8 @@ def session(tmp_path_factory):
         pytest.skip("espeak-ng is not installed")
     import torch
 
-    threads = torch.get_num_threads()  # UniLSFace.load sets one thread for the process
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI does at start-up (the model runs fastest on one thread)
     tmp = tmp_path_factory.mktemp("unils")
     (tmp / "c.yaml").write_text(CONVERSATION)
     conversation = load_conversation(tmp / "c.yaml")

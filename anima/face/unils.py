@@ -13,8 +13,13 @@ samples count as silence, clipped audio is clipped to [-1, 1], and a tick of ano
 taken to span 40 ms and resampled (a 16 kHz microphone gives 640 samples).
 
     from anima.face.unils import UniLSFace
-    face = UniLSFace.load(seed=0)
+    face = UniLSFace.load(seed=0)   # the weights are loaded once per process (UniLS.from_pretrained)
     params_112 = face.step(0.0, own_tick_960, other_tick_960)
+
+Each ``UniLSFace`` is one session: it owns its streaming state (``UniLS.new_state``), feature
+streams and overlays, and shares the read-only model with every other session. The torch thread
+count is the caller's (the CLI and server set one thread at start-up: this small model runs
+fastest on one).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from anima.face.emotion_blend import EmotionBlend
 from anima.face.listening import GAZE_DIRECTIONS
 from anima.face.model.unils import SamplingConfig, UniLS
 from anima.face.procedural import EMOTION_POSES
+from anima.train.checkpoint import read_config
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class UniLSFace:
     """The learned face animator (see the module docstring).
 
     Args:
-        model: a trained audio-conditioned ``UniLS`` (its LoRA updates are merged in place).
+        model: a trained audio-conditioned ``UniLS`` in eval mode (shared: never changed here).
         style_ref: (T_ref, 50) reference motion of the identity to play, natural units.
         seed: sampling seed (the same seed and audio give the same frames).
         sampling: temperature / top-k of the code sampling.
@@ -84,8 +90,9 @@ class UniLSFace:
         ref = np.asarray(style_ref, dtype=np.float32)
         if ref.ndim != 2 or ref.shape[1] != motion_space.MOTION_DIM or not np.isfinite(ref).all():
             raise ValueError(f"UniLSFace: style_ref must be finite (T, {motion_space.MOTION_DIM}), got {ref.shape}")
-        self.model = model.eval()
-        self.model.generator.merge_lora()  # inference only: one matmul per LoRA layer
+        if model.training:
+            raise ValueError("UniLSFace: the model is in training mode; pass model.eval() (or UniLS.from_pretrained)")
+        self.model = model
         self.seed = int(seed)
         self.sampling = sampling or SamplingConfig()
         self.features = AudioFeatureConfig()
@@ -94,7 +101,7 @@ class UniLSFace:
         self.emotion = EmotionBlend(_EMOTIONS)
         self._ref = model.quantizer.normalize(torch.from_numpy(ref))[None]  # (1, T_ref, 50)
         self._streams = (LogMelStream(self.features), LogMelStream(self.features))
-        self._ctx = None
+        self.state = model.new_state(self._ref, self.sampling, self.seed)
         self.step_times_s: list[float] = []  # wall time of each step, for latency reports
         self.reset()
 
@@ -102,27 +109,24 @@ class UniLSFace:
 
     @classmethod
     def load(cls, weights: str | Path | None = None, seed: int = 0, style: str | None = None,
-             sampling: SamplingConfig | None = None, threads: int | None = 1, head_smoothing: float = 0.5) -> UniLSFace:
-        """The shipped weights (or a checkpoint directory) with one of its style clips.
+             sampling: SamplingConfig | None = None, head_smoothing: float = 0.5) -> UniLSFace:
+        """A new session over the shipped weights (or a checkpoint directory) with one of its style clips.
+
+        The model is loaded once per process and shared (``UniLS.from_pretrained``); each call
+        returns a new session with its own state.
 
         Args:
             weights: checkpoint directory; default ``anima/assets/weights/face/unils``.
             seed: sampling seed.
             style: name of a style clip in ``styles.safetensors`` (default: the first).
             sampling: sampling settings; default: the ones the card recommends (config.json).
-            threads: ``torch.set_num_threads`` for the process (default 1: this small model runs
-                fastest on one thread, and more threads fight the renderer and encoder for the
-                cores; None leaves torch's setting alone).
             head_smoothing: see the class docstring.
         """
-        from anima.face.training.train import load_unils
-
         directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"UniLSFace: no weights at {directory} (train them: see docs/unils.md)")
-        if threads:
-            torch.set_num_threads(int(threads))
-        model, meta = load_unils(directory)
+        model = UniLS.from_pretrained(directory)
+        meta = read_config(directory)
         styles_path = directory / "styles.safetensors"
         if not styles_path.is_file():
             raise FileNotFoundError(f"UniLSFace: {styles_path} is missing (style clips of the shipped identities)")
@@ -150,14 +154,10 @@ class UniLSFace:
     # -- FaceAnimator -----------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """A new session: fresh model state, feature streams, emotion and gaze."""
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
+        """A new session: fresh model state (RNG re-seeded), feature streams, emotion and gaze."""
+        self.state.reset()
         for s in self._streams:
             s.reset()
-        self._generator = torch.Generator().manual_seed(self.seed)
-        self._ctx = self.model.streaming(self._ref, self.sampling, self._generator)
-        self._ctx.__enter__()
         self.emotion.reset()
         self._gaze_target = np.zeros(2)
         self._gaze = np.zeros(2)
@@ -165,11 +165,6 @@ class UniLSFace:
         self._last_t: float | None = None
         self._head: np.ndarray | None = None
         self.step_times_s.clear()
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
-            self._ctx = None
 
     def schedule_speech(self, events: list[tuple[float, SpeechEvent]]) -> None:
         """Audio-driven: the events only tell when speech is expected (to damp the emotion's mouth)."""
@@ -203,7 +198,7 @@ class UniLSFace:
         own = torch.from_numpy(rows[0][-1:])  # (1, 80): exactly one row per tick
         other = torch.from_numpy(rows[1][-1:])
         with torch.inference_mode():
-            x = self.model.step(own, other)  # (1, 50) normalised
+            x = self.model.step(own, other, self.state)  # (1, 50) normalised
             m = self.model.quantizer.denormalize(x)[0].numpy().astype(np.float64)
         head = m[motion_space.HEAD]
         if self._head is not None and self.head_smoothing > 0:

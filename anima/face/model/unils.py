@@ -18,26 +18,34 @@ speaker's motion) comes first.
 
 Token n at frame f attends a causal window of audio frames ending at f (the own voice's last 6
 frames, the other party's last 50, with a learned bias per offset; the features of tick f end with
-the tick), so the model runs live: ``UniLS.streaming`` is a context manager that holds the KV caches and
-``UniLS.step`` consumes one tick of both parties' features and returns one frame of motion. At
+the tick), so the model runs live: ``state = model.new_state(style_ref)`` makes a session's
+streaming state (KV caches, the sequence so far, the sampling RNG; the caller owns it) and
+``model.step(own, other, state)`` consumes one tick of both parties' features and returns one
+frame of motion. The model holds weights only, so one model serves any number of sessions. At
 each window boundary the cache is rebuilt from the last window's tokens, so streaming computes
 exactly what the teacher-forced forward computes on the same sequence.
+
+    model = UniLS.from_pretrained("anima/assets/weights/face/unils")   # once per process, shared
+    state = model.new_state(style_ref, seed=0)                          # one per session
+    frame = model.step(own_row, other_row, state)                       # (B, 50) normalised
 
 Both parties come from the same weights with the two audio tracks swapped.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anima.face.model.quantizer import MultiScaleQuantizer
+from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
+from anima.train.checkpoint import load_weights, read_config
 
 # ---------------------------------------------------------------------------------------------
 # Blocks
@@ -373,25 +381,46 @@ class UniLSGenerator(nn.Module):
         return keep
 
 
-@dataclass
-class _Stream:
-    """Per-session streaming state (see ``UniLS.streaming``)."""
+class UniLSState:
+    """One streaming session of a ``UniLS`` (made by ``UniLS.new_state``; the caller owns it).
 
-    batch: int
-    style: torch.Tensor  # (B, 1, C) style token
-    sampling: SamplingConfig
-    generator: torch.Generator | None
-    caches: list[KVCache] = field(default_factory=list)
-    slot: int = 0  # which window of the sequence the current frame is in (0 or n_windows - 1)
-    frame: int = 0  # frame within the current window
-    codes: list[list[torch.Tensor]] = field(default_factory=list)  # per window in sequence: (B, 181) stream order
-    latents: list[torch.Tensor] = field(default_factory=list)  # per window: (B, window, code_dim) full latents
-    partial: torch.Tensor | None = None  # (B, S, window, code_dim) per-scale sums for the current window
-    own: list[torch.Tensor] = field(default_factory=list)  # per window: (B, <=window, audio_dim) raw rows
-    other: list[torch.Tensor] = field(default_factory=list)
-    memory: list[dict] | None = None  # per layer: {"own": (k, v), "other": (k, v)} growing along L
-    decoder_history: torch.Tensor | None = None  # (B, 2, code_dim) latents of the last two frames
-    frames_out: int = 0
+    Holds everything a session changes: the KV caches, the current sequence's codes, latents and
+    audio rows, the cross-attention memory, the decoder's last frames and the sampling RNG.
+    ``reset`` starts the session over (same style, sampling and seed); ``clone`` is a snapshot
+    that continues exactly as the original would.
+    """
+
+    def __init__(self, style: torch.Tensor, sampling: SamplingConfig, seed: int | None) -> None:
+        self.batch = style.shape[0]
+        self.style = style  # (B, 1, C) style token
+        self.sampling = sampling
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the start of the session: empty sequence, RNG re-seeded."""
+        if self.generator is not None:
+            self.generator.manual_seed(self.seed)
+        self.caches: list[KVCache] = []  # empty: the next step starts a sequence
+        self.slot = 0  # which window of the sequence the current frame is in (0 or n_windows - 1)
+        self.frame = 0  # frame within the current window
+        self.codes: list[torch.Tensor] = []  # per window in sequence: (B, 181) stream order
+        self.latents: list[torch.Tensor] = []  # per window: (B, window, code_dim) full latents
+        self.partial: torch.Tensor | None = None  # (B, S, window, code_dim) per-scale sums, current window
+        self.own: list[torch.Tensor] = []  # per window: (B, <=window, audio_dim) raw rows
+        self.other: list[torch.Tensor] = []
+        self.memory: list[dict] | None = None  # per layer: {"own": (k, v), "other": (k, v)} growing along L
+        self.decoder_history: torch.Tensor | None = None  # (B, 2, code_dim) latents of the last two frames
+        self.frames_out = 0
+
+    def clone(self) -> UniLSState:
+        """An independent copy (tensors and RNG state copied)."""
+        generator = None
+        if self.generator is not None:
+            generator = torch.Generator()
+            generator.set_state(self.generator.get_state())
+        return copy.deepcopy(self, memo={id(self.generator): generator})
 
 
 class UniLS(nn.Module):
@@ -409,7 +438,6 @@ class UniLS(nn.Module):
         self.quantizer = quantizer
         self.quantizer.requires_grad_(False)
         self.generator = UniLSGenerator(config)
-        self._stream: _Stream | None = None
         scale, _, start = token_schedule(config.window, config.scales)
         self._by_frame = [[] for _ in range(config.window)]  # window frame -> [(stream index, scale index)]
         for n, (si, f) in enumerate(zip(scale.tolist(), start.tolist(), strict=True)):
@@ -483,48 +511,28 @@ class UniLS(nn.Module):
 
     # -- streaming --------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def streaming(self, style_ref: torch.Tensor, sampling: SamplingConfig | None = None,
-                  generator: torch.Generator | None = None) -> Iterator[UniLS]:
-        """Enter streaming mode for a batch of B sessions; ``step`` then makes one frame per call.
+    @torch.no_grad()
+    def new_state(self, style_ref: torch.Tensor, sampling: SamplingConfig | None = None,
+                  seed: int | None = 0) -> UniLSState:
+        """A streaming session for a batch of B sessions; ``step`` then makes one frame per call.
 
-        style_ref: (B, T_ref, motion_dim) normalised reference motion. The state is cleared on exit.
+        style_ref: (B, T_ref, motion_dim) normalised reference motion; seed: of the code sampling
+        (None: torch's global RNG).
         """
-        if self._stream is not None:
-            raise RuntimeError("UniLS.streaming: already streaming; leave the current `with` block first")
-        self.eval()
-        with torch.no_grad():
-            style = self.generator.style(style_ref)
-        self._stream = _Stream(style_ref.shape[0], style, sampling or SamplingConfig(), generator)
-        self._start_sequence(prefill=None)
-        try:
-            yield self
-        finally:
-            self._stream = None
+        if style_ref.ndim != 3 or style_ref.shape[2] != self.config.motion_dim:
+            raise ValueError(f"UniLS.new_state: style_ref must be (B, T_ref, {self.config.motion_dim}), got {tuple(style_ref.shape)}")
+        return UniLSState(self.generator.style(style_ref), sampling or SamplingConfig(), seed)
 
-    def reset_streaming(self) -> None:
-        """Start the streaming session over (same style and sampling)."""
-        st = self._require_stream()
-        self._stream = _Stream(st.batch, st.style, st.sampling, st.generator)
-        self._start_sequence(prefill=None)
-
-    def _require_stream(self) -> _Stream:
-        if self._stream is None:
-            raise RuntimeError("UniLS.step: not streaming; use `with model.streaming(style_ref): model.step(...)`")
-        return self._stream
-
-    def _new_caches(self, st: _Stream) -> list[KVCache]:
+    def _new_caches(self, st: UniLSState) -> list[KVCache]:
         c = self.config
         max_len = 1 + c.n_windows * c.tokens_per_window
         hd = c.n_embd // c.n_head
         return [KVCache(torch.zeros(st.batch, c.n_head, max_len, hd), torch.zeros(st.batch, c.n_head, max_len, hd))
                 for _ in range(c.n_layer)]
 
-    @torch.no_grad()
-    def _start_sequence(self, prefill: int | None) -> None:
+    def _start_sequence(self, st: UniLSState, prefill: int | None) -> None:
         """Fresh caches holding the style token and, when ``prefill`` is a window index, that
         window's tokens (teacher-forced with its sampled codes) as the sequence's first window."""
-        st = self._stream
         c, g = self.config, self.generator
         st.caches = self._new_caches(st)
         g(st.style, caches=st.caches, memory=self._empty_memory(st) if c.audio else None, skip=1)
@@ -547,7 +555,7 @@ class UniLS(nn.Module):
             st.slot = 1
         self._open_window(st)
 
-    def _open_window(self, st: _Stream) -> None:
+    def _open_window(self, st: UniLSState) -> None:
         """Empty buffers for the window about to be generated in the current slot."""
         c = self.config
         st.frame = 0
@@ -557,7 +565,7 @@ class UniLS(nn.Module):
         st.other.append(torch.zeros(st.batch, 0, c.audio_dim))
         st.partial = torch.zeros(st.batch, len(c.scales), c.window, c.code_dim)
 
-    def _empty_memory(self, st: _Stream) -> list[dict]:
+    def _empty_memory(self, st: UniLSState) -> list[dict]:
         c = self.config
         hd = c.n_embd // c.n_head
         empty = torch.zeros(st.batch, c.n_head, 0, hd)
@@ -573,17 +581,23 @@ class UniLS(nn.Module):
         return out
 
     @torch.inference_mode()
-    def step(self, own: torch.Tensor | None = None, other: torch.Tensor | None = None) -> torch.Tensor:
-        """One frame for each of the B sessions. own / other: (B, audio_dim) this tick's log-mel rows
-        (ignored by audio-free models). Returns normalised motion (B, motion_dim)."""
-        st = self._require_stream()
+    def step(self, own: torch.Tensor | None, other: torch.Tensor | None, state: UniLSState) -> torch.Tensor:
+        """One frame for each of the B sessions of ``state``. own / other: (B, audio_dim) this tick's
+        log-mel rows (None for audio-free models). Returns normalised motion (B, motion_dim)."""
+        if not isinstance(state, UniLSState):
+            raise RuntimeError(f"UniLS.step: state must be a UniLSState from model.new_state(style_ref), got {type(state).__name__}")
+        if self.training:
+            raise RuntimeError("UniLS.step: the model is in training mode (dropout on); call model.eval() first")
+        st = state
         c, g, q = self.config, self.generator, self.quantizer
-        if st.frame == c.window:  # the window is complete: the next one starts
+        if not st.caches:  # a new (or reset) session
+            self._start_sequence(st, prefill=None)
+        elif st.frame == c.window:  # the window is complete: the next one starts
             if st.slot + 1 < c.n_windows:
                 st.slot += 1
                 self._open_window(st)
             else:  # rebuild the cache from the window just finished, so it becomes the sequence's first
-                self._start_sequence(prefill=len(st.codes) - 1)
+                self._start_sequence(st, prefill=len(st.codes) - 1)
         f, slot = st.frame, st.slot
         pos = slot * c.window + f  # frame position in the sequence
         if c.audio:
@@ -625,7 +639,7 @@ class UniLS(nn.Module):
         st.frames_out += 1
         return q.decoder(h)
 
-    def _sample(self, logits: torch.Tensor, st: _Stream) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, st: UniLSState) -> torch.Tensor:
         s = st.sampling
         if s.temperature <= 0:
             return logits.argmax(-1)
@@ -641,13 +655,49 @@ class UniLS(nn.Module):
                  seed: int | None = 0) -> torch.Tensor:
         """Offline generation through the streaming path: (B, n_frames, motion_dim) normalised motion.
 
-        own / other: (B, >= n_frames, audio_dim) for audio models.
+        own / other: (B, >= n_frames, audio_dim) for audio models. Puts the model in eval mode.
         """
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.eval()
+        state = self.new_state(style_ref, sampling, seed)
         out = []
-        with self.streaming(style_ref, sampling, gen):
-            for f in range(n_frames):
-                a = own[:, f] if own is not None else None
-                b = other[:, f] if other is not None else None
-                out.append(self.step(a, b))
+        for f in range(n_frames):
+            a = own[:, f] if own is not None else None
+            b = other[:, f] if other is not None else None
+            out.append(self.step(a, b, state))
         return torch.stack(out, dim=1)
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> UniLS:
+        """The inference model of a checkpoint directory, loaded once per process and shared.
+
+        Eval mode, LoRA merged, no gradients: read-only, so every session (``new_state``) can use
+        the same object. Thread-safe. For a model to train, use ``load_unils`` (a fresh copy).
+        """
+        key = Path(directory).resolve()
+        with _PRETRAINED_LOCK:
+            model = _PRETRAINED.get(key)
+            if model is None:
+                model, _ = load_unils(key)
+                model.generator.merge_lora()  # inference only: one matmul per LoRA layer
+                model.requires_grad_(False)
+                _PRETRAINED[key] = model
+        return model
+
+
+_PRETRAINED: dict[Path, UniLS] = {}  # resolved checkpoint directory -> shared inference model
+_PRETRAINED_LOCK = threading.Lock()  # sessions are built in worker threads
+
+
+def load_unils(directory: str | Path) -> tuple[UniLS, dict]:
+    """A new UniLS (quantiser included) with a checkpoint's weights, in eval mode, and its metadata.
+
+    Each call builds a fresh model (training and export change it); the runtime uses the shared
+    ``UniLS.from_pretrained``.
+    """
+    meta = read_config(directory)
+    cfg = meta["config"]
+    model = UniLS(MultiScaleQuantizer(QuantizerConfig(**cfg["quantizer"])), UniLSConfig(**cfg["generator"]))
+    load_weights(directory, model)
+    return model.eval(), meta

@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from anima.face.data.corpus import load_tracks
-from anima.face.training.train import load_unils
+from anima.face.model.unils import load_unils
 from anima.face.unils import DEFAULT_WEIGHTS
 from anima.train import save_checkpoint
 

@@ -10,7 +10,10 @@ stopped and restarted. Small models, CPU, one thread by default::
     python -m anima.face.training.train onestage --corpus out/face_corpus --quantizer out/face/quantizer --out out/face/onestage
 
 ``--set key=value`` overrides a field of the model config (``UniLSConfig`` / ``QuantizerConfig``)
-with a type check.
+with a type check (``anima.train.apply_overrides``). Every step is logged to ``--out``/metrics.jsonl.
+Under ``torchrun`` the same commands train data-parallel (``anima.train.distributed``): ``--batch``
+is the global batch, split evenly over the processes; ``--device cuda`` puts one on each GPU.
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import torch
 from anima.face import motion as motion_space
 from anima.face.data.corpus import Track, load_tracks
 from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
-from anima.face.model.unils import UniLS, UniLSConfig
-from anima.train import load_weights, save_checkpoint, train_loop
+from anima.face.model.unils import UniLS, UniLSConfig, load_unils
+from anima.face.training.options import add_arguments
+from anima.train import apply_overrides, distributed, load_weights, save_checkpoint, train_loop
 from anima.train.checkpoint import CheckpointError, read_config
 
 logger = logging.getLogger(__name__)
@@ -40,33 +44,7 @@ FEATURE_FLOOR = -2.0  # AudioFeatureConfig: (floor_db + offset_db) / scale_db, i
 
 
 # ---------------------------------------------------------------------------------------------
-# Config overrides and loading
-
-
-def apply_overrides(config: Any, overrides: list[str] | None) -> Any:
-    """``["n_layer=6", "dropout=0.2"]`` -> a copy of the dataclass with those fields; types checked."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    changes = {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        if key not in fields:
-            raise KeyError(f"--set {key}: unknown field; valid: {', '.join(sorted(fields))}")
-        current = getattr(config, key)
-        try:
-            if isinstance(current, bool):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                value: Any = raw.lower() in ("true", "1")
-            elif isinstance(current, tuple):
-                value = tuple(int(v) for v in raw.strip("()[] ").split(",") if v)
-            else:
-                value = type(current)(raw)
-        except ValueError:
-            raise ValueError(f"--set {key}={raw}: expected a {type(current).__name__}") from None
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
+# Loading
 
 
 def load_quantizer(directory: str | Path) -> MultiScaleQuantizer:
@@ -75,15 +53,6 @@ def load_quantizer(directory: str | Path) -> MultiScaleQuantizer:
     model = MultiScaleQuantizer(config)
     load_weights(directory, model)
     return model.eval()
-
-
-def load_unils(directory: str | Path) -> tuple[UniLS, dict]:
-    """A trained UniLS checkpoint (quantiser included) and its metadata."""
-    meta = read_config(directory)
-    cfg = meta["config"]
-    model = UniLS(MultiScaleQuantizer(QuantizerConfig(**cfg["quantizer"])), UniLSConfig(**cfg["generator"]))
-    load_weights(directory, model)
-    return model.eval(), meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,20 +153,27 @@ def quantizer_report(model: MultiScaleQuantizer, tracks: list[Track]) -> dict[st
 
 
 def train_quantizer(corpus: str | Path, out: str | Path, steps: int = 1000, batch: int = 32, lr: float = 3e-4,
-                    overrides: list[str] | None = None, seed: int = 0, progress: bool = True) -> dict[str, float]:
+                    overrides: list[str] | None = None, seed: int = 0, progress: bool = True,
+                    device: str | torch.device = "cpu") -> dict[str, float]:
+    """Train the quantiser; ``batch`` is the global batch (split over ranks under torchrun).
+
+    Data-parallel, the codebook EMA follows rank 0's slice (DDP broadcasts buffers from rank 0).
+    """
     torch.manual_seed(seed)
     config = apply_overrides(QuantizerConfig(), overrides)
     train, val = load_tracks(corpus, "train"), load_tracks(corpus, "val")
     model = MultiScaleQuantizer(config)
     model.set_statistics(*motion_statistics(train))
     batcher = Batcher(train, model, length=2 * config.window, seed=seed)
+    model.to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    net = distributed.wrap(model)
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = lr_at(i, steps, lr)
-        x = batcher.sample(batch)["motion"]
-        _, losses = model(x)
+        x = distributed.shard(batcher.sample(batch)["motion"]).to(device)  # (B / world, 2 * window, 50)
+        _, losses = net(x)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -205,9 +181,13 @@ def train_quantizer(corpus: str | Path, out: str | Path, steps: int = 1000, batc
         return {k: v.item() for k, v in losses.items()}
 
     cfg = {"quantizer": dataclasses.asdict(config), "train": {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "corpus": str(corpus)}}
-    state = train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc="quantizer", progress=progress)
-    report = quantizer_report(model, val)
-    save_checkpoint(out, model, cfg, state.step, opt, {"history": state.history[-200:], "report": report})  # with the report
+    state = train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc="quantizer", progress=progress,
+                       rngs=[batcher.rng])
+    report = quantizer_report(model.cpu(), val)
+    if distributed.is_main():  # the last checkpoint again, with the report
+        extra = {"history": state.history[-200:], "report": report, "rng": read_config(out)["extra"].get("rng")}
+        save_checkpoint(out, model, cfg, state.step, opt, {k: v for k, v in extra.items() if v is not None})
+    distributed.barrier()
     return report
 
 
@@ -215,25 +195,30 @@ def train_quantizer(corpus: str | Path, out: str | Path, steps: int = 1000, batc
 # Generator stages
 
 
+def _loss(model: UniLS, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    return model.loss(b["motion"], b["style_ref"], b.get("own"), b.get("other"))
+
+
 def _generator_step_fn(model: UniLS, opt: torch.optim.Optimizer, batcher: Batcher, val: Batcher | None, steps: int,
-                       batch: int, lr: float, audio: bool):
+                       batch: int, lr: float, audio: bool, device: str | torch.device = "cpu"):
     params = [p for group in opt.param_groups for p in group["params"]]
     last_val = {"val_loss": float("nan")}
+    net = distributed.wrap(model, _loss)
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = lr_at(i, steps, lr)
-        b = batcher.sample(batch)
-        loss, stats = model.loss(b["motion"], b["style_ref"], b.get("own"), b.get("other"))
+        b = distributed.shard(batcher.sample(batch))  # this rank's slice of the global batch
+        loss, stats = net({k: v.to(device) for k, v in b.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if val is not None and ((i + 1) % 250 == 0 or i + 1 == steps):
             model.eval()
-            with torch.no_grad():
-                vb = val.sample(batch)
-                last_val["val_loss"] = model.loss(vb["motion"], vb["style_ref"], vb.get("own"), vb.get("other"))[1]["loss"]
+            with torch.no_grad():  # the whole validation batch on every rank (the same on each)
+                vb = {k: v.to(device) for k, v in val.sample(batch).items()}
+                last_val["val_loss"] = _loss(model, vb)[1]["loss"]
             model.train()
         return {**stats, **last_val}
 
@@ -241,16 +226,19 @@ def _generator_step_fn(model: UniLS, opt: torch.optim.Optimizer, batcher: Batche
 
 
 def _train_generator(model: UniLS, trainable: list[torch.nn.Parameter], corpus: str | Path, out: str | Path, steps: int,
-                     batch: int, lr: float, seed: int, cfg: dict, progress: bool, desc: str) -> UniLS:
+                     batch: int, lr: float, seed: int, cfg: dict, progress: bool, desc: str,
+                     device: str | torch.device = "cpu") -> UniLS:
     audio = model.config.audio
     train, val = load_tracks(corpus, "train"), load_tracks(corpus, "val")
     L = model.config.n_windows * model.config.window
     batcher = Batcher(train, model.quantizer, L, need_audio=audio, seed=seed)
     val_batcher = Batcher(val, model.quantizer, L, need_audio=audio, gain_db=0.0, seed=seed + 1) if val else None
+    model.to(device)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    step_fn = _generator_step_fn(model, opt, batcher, val_batcher, steps, batch, lr, audio)
-    train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc=desc, progress=progress)
-    return model
+    step_fn = _generator_step_fn(model, opt, batcher, val_batcher, steps, batch, lr, audio, device)
+    rngs = [batcher.rng] + ([val_batcher.rng] if val_batcher is not None else [])
+    train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc=desc, progress=progress, rngs=rngs)
+    return model.cpu()
 
 
 def _config_dict(model: UniLS, stage: str, steps: int, batch: int, lr: float, seed: int, corpus, parent: str | None) -> dict:
@@ -263,7 +251,8 @@ def _config_dict(model: UniLS, stage: str, steps: int, batch: int, lr: float, se
 
 
 def train_stage1(corpus, quantizer_dir, out, steps: int = 800, batch: int = 8, lr: float = 1e-3,
-                 overrides: list[str] | None = None, seed: int = 0, progress: bool = True) -> UniLS:
+                 overrides: list[str] | None = None, seed: int = 0, progress: bool = True,
+                 device: str | torch.device = "cpu") -> UniLS:
     """Stage 1: the audio-free motion prior (past motion + style -> next motion chunk)."""
     torch.manual_seed(seed)
     config = apply_overrides(UniLSConfig(audio=False, lora_rank=0), overrides)
@@ -272,7 +261,7 @@ def train_stage1(corpus, quantizer_dir, out, steps: int = 800, batch: int = 8, l
     model = UniLS(load_quantizer(quantizer_dir), config)
     trainable = [p for p in model.generator.parameters() if p.requires_grad]
     cfg = _config_dict(model, "stage1", steps, batch, lr, seed, corpus, str(quantizer_dir))
-    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "stage 1")
+    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "stage 1", device)
 
 
 def stage2_from_stage1(stage1_dir: str | Path, lora_rank: int = 8, overrides: list[str] | None = None) -> tuple[UniLS, list]:
@@ -289,64 +278,53 @@ def stage2_from_stage1(stage1_dir: str | Path, lora_rank: int = 8, overrides: li
 
 
 def train_stage2(corpus, stage1_dir, out, steps: int = 800, batch: int = 8, lr: float = 1e-3, lora_rank: int = 8,
-                 overrides: list[str] | None = None, seed: int = 0, progress: bool = True) -> UniLS:
+                 overrides: list[str] | None = None, seed: int = 0, progress: bool = True,
+                 device: str | torch.device = "cpu") -> UniLS:
     """Stage 2: add own / other audio cross-attention (from scratch), LoRA on the stage-1 weights."""
     torch.manual_seed(seed)
     model, trainable = stage2_from_stage1(stage1_dir, lora_rank, overrides)
     cfg = _config_dict(model, "stage2", steps, batch, lr, seed, corpus, str(stage1_dir))
-    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "stage 2")
+    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "stage 2", device)
 
 
 def train_onestage(corpus, quantizer_dir, out, steps: int = 1600, batch: int = 8, lr: float = 1e-3,
-                   overrides: list[str] | None = None, seed: int = 0, progress: bool = True) -> UniLS:
+                   overrides: list[str] | None = None, seed: int = 0, progress: bool = True,
+                   device: str | torch.device = "cpu") -> UniLS:
     """The baseline: the stage-2 architecture trained from scratch on dialogue, no motion prior, no LoRA."""
     torch.manual_seed(seed)
     config = apply_overrides(UniLSConfig(audio=True, lora_rank=0), overrides)
     model = UniLS(load_quantizer(quantizer_dir), config)
     trainable = [p for p in model.generator.parameters() if p.requires_grad]
     cfg = _config_dict(model, "onestage", steps, batch, lr, seed, corpus, str(quantizer_dir))
-    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "one-stage")
+    return _train_generator(model, trainable, corpus, out, steps, batch, lr, seed, cfg, progress, "one-stage", device)
 
 
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
-def add_arguments(sub: argparse._SubParsersAction, func_for) -> None:
-    """The four training commands (shared by ``python -m`` and ``anima face train``)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", type=Path, default=Path("out/face_corpus"), help="corpus directory")
-    common.add_argument("--out", type=Path, required=True, help="checkpoint directory (resumed if present)")
-    common.add_argument("--steps", type=int, default=None)
-    common.add_argument("--batch", type=int, default=None)
-    common.add_argument("--lr", type=float, default=None)
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
-    common.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = sub.add_parser("quantizer", parents=[common], help="train the multi-scale motion quantiser")
-    p.set_defaults(func=func_for("quantizer"))
-    p = sub.add_parser("stage1", parents=[common], help="stage 1: audio-free motion prior")
-    p.add_argument("--quantizer", type=Path, required=True)
-    p.set_defaults(func=func_for("stage1"))
-    p = sub.add_parser("stage2", parents=[common], help="stage 2: audio cross-attention + LoRA on stage 1")
-    p.add_argument("--stage1", type=Path, required=True)
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.set_defaults(func=func_for("stage2"))
-    p = sub.add_parser("onestage", parents=[common], help="baseline: audio-conditioned from scratch")
-    p.add_argument("--quantizer", type=Path, required=True)
-    p.set_defaults(func=func_for("onestage"))
-
-
 def run_command(kind: str, args: argparse.Namespace) -> int:
+    """Train ``kind``: one process, or one of torchrun's (then ``--batch`` is the global batch)."""
     torch.set_num_threads(max(1, args.threads))
-    kw = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("lr", args.lr)) if v is not None}
+    info = distributed.init(getattr(args, "device", "cpu"))
+    try:
+        return _run(kind, args, info)
+    finally:
+        distributed.close()
+
+
+def _run(kind: str, args: argparse.Namespace, info: distributed.DistInfo) -> int:
+    kw: dict[str, Any] = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("lr", args.lr)) if v is not None}
+    if args.batch is not None and args.batch % info.world_size:
+        raise ValueError(f"--batch {args.batch} does not divide by the {info.world_size} processes")
+    kw["device"] = info.device
     t0 = time.time()
     progress = not args.quiet
     match kind:
         case "quantizer":
             report = train_quantizer(args.corpus, args.out, overrides=args.set, seed=args.seed, progress=progress, **kw)
-            print(json.dumps(report, indent=2))
+            if info.is_main:
+                print(json.dumps(report, indent=2))
         case "stage1":
             train_stage1(args.corpus, args.quantizer, args.out, overrides=args.set, seed=args.seed, progress=progress, **kw)
         case "stage2":
@@ -356,7 +334,8 @@ def run_command(kind: str, args: argparse.Namespace) -> int:
             train_onestage(args.corpus, args.quantizer, args.out, overrides=args.set, seed=args.seed, progress=progress, **kw)
         case _:
             raise KeyError(f"unknown training command {kind!r}; valid: quantizer, stage1, stage2, onestage")
-    print(f"{kind}: done in {time.time() - t0:.0f} s -> {args.out}")
+    if info.is_main:
+        print(f"{kind}: done in {time.time() - t0:.0f} s -> {args.out}")
     return 0
 
 
