@@ -2,7 +2,8 @@
 
 It hears both parties every tick (the agent's played audio and the user's microphone), schedules
 the agent's phonemes as the playout announces them (ahead of time, for coarticulation), and cuts
-the mouth motion the moment the agent is interrupted.
+the mouth motion the moment the agent is interrupted. A reply interrupted before its audio started
+leaves no trace: its scheduled speech is cut and the expression it set (emotion, gaze) is undone.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import numpy as np
 
 from anima.core.frames import (
     NS_PER_S,
+    AgentStartedSpeakingFrame,
     AgentStoppedSpeakingFrame,
     FaceParamsFrame,
     Frame,
+    InterruptionFrame,
     PlayedAudioFrame,
     SystemFrame,
     ThinkerPlanFrame,
     TickFrame,
     UserAudioFrame,
 )
+from anima.core.replies import ReplyTracker
 from anima.core.stage import DOWN, Direction, Stage
 from anima.face.base import FaceAnimator
 
@@ -34,6 +38,9 @@ class FaceStage(Stage):
         self.face = face
         self._own = _EMPTY
         self._other = _EMPTY
+        self._expression = ("neutral", "user")  # (emotion, gaze) the face was last given
+        self._before_unspoken = self._expression  # the expression before the first unspoken plan
+        self.replies = ReplyTracker()
 
     async def process_frame(self, frame: Frame, direction: Direction) -> None:
         if direction is DOWN:
@@ -45,9 +52,10 @@ class FaceStage(Stage):
                 case UserAudioFrame():
                     self._other = frame.samples
                 case ThinkerPlanFrame():
-                    now_s = self.clock.now_ns() / NS_PER_S
-                    self.face.set_emotion(frame.plan.emotion, now_s)
-                    self.face.set_gaze(frame.plan.gaze, now_s)
+                    if not self.replies.unspoken:
+                        self._before_unspoken = self._expression
+                    self.replies.planned(frame.turn_id)
+                    self._express(frame.plan.emotion, frame.plan.gaze, self.clock.now_ns() / NS_PER_S)
                 case TickFrame():
                     with self.timed():
                         params = self.face.step(frame.pts_s, self._own, self._other)
@@ -55,7 +63,25 @@ class FaceStage(Stage):
                     await self.push_frame(FaceParamsFrame(params, pts_ns=frame.pts_ns))
         await self.push_frame(frame, direction)
 
+    def _express(self, emotion: str, gaze: str, t_s: float) -> None:
+        self.face.set_emotion(emotion, t_s)
+        self.face.set_gaze(gaze, t_s)
+        self._expression = (emotion, gaze)
+
+    async def on_interruption(self, frame: InterruptionFrame) -> None:
+        # Speaking: the playout follows up with AgentStoppedSpeakingFrame(interrupted=True), which
+        # cuts the speech where the audio went silent. Not speaking yet: nothing will.
+        if self.replies.unspoken:
+            if not self.replies.speaking:
+                self.face.cut_speech(frame.pts_s)
+            self._express(*self._before_unspoken, frame.pts_s)
+        self.replies.interrupted()
+
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
-        if isinstance(frame, AgentStoppedSpeakingFrame) and direction is DOWN and frame.interrupted:
-            self.face.cut_speech(frame.pts_s)
+        if isinstance(frame, AgentStartedSpeakingFrame) and direction is DOWN:
+            self.replies.started(frame.turn_id)
+        if isinstance(frame, AgentStoppedSpeakingFrame) and direction is DOWN:
+            self.replies.stopped()
+            if frame.interrupted:
+                self.face.cut_speech(frame.pts_s)
         await self.push_frame(frame, direction)
