@@ -67,23 +67,14 @@ def test_gradient_causality(vae):
 def test_streaming_decoder_equals_offline(vae):
     z = torch.randn(2, 12, 4)
     full = vae.decode(z)
-    with vae.decoder.streaming():
-        parts = [vae.decoder(z[:, i:i + 1]) for i in range(6)] + [vae.decoder(z[:, 6:12])]
+    state = vae.new_state()
+    parts = [vae.step(z[:, i:i + 1], state) for i in range(6)] + [vae.step(z[:, 6:12], state)]
     stream = torch.cat(parts, dim=1)
     assert ((stream - full).abs().max() / full.abs().max()) < 1e-6
-    # leaving streaming mode clears the caches
+    # the offline decode keeps no state
     assert torch.equal(vae.decode(z), full)
-
-
-def test_streaming_state_snapshot_restore(vae):
-    z = torch.randn(1, 6, 4)
-    with vae.decoder.streaming():
-        vae.decoder(z[:, :3])
-        state = vae.decoder.get_state()
-        a = vae.decoder(z[:, 3:])
-        vae.decoder.set_state(state)
-        b = vae.decoder(z[:, 3:])
-    assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="new_state"):
+        vae.step(z, None)
 
 
 def test_latent_noise_only_while_training():

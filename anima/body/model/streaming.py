@@ -13,6 +13,12 @@ final: a prompt pushed later only changes tokens not yet committed (those in fli
 text for their remaining updates). The model sees at most ``history`` committed tokens, so the
 cost of a step does not grow with the stream's length, and the stream never ends.
 
+A ``MotionStream`` is one session's state: the tokens in flight, the committed history the
+model sees, the prompts, the RNG, the schedule's position, the VAE's streaming decode state
+(``MotionVAE.new_state``) and the joint recovery's. The networks are shared read-only:
+``FloodWeights.load`` loads a checkpoint once per process, so every stream of a server holds
+references to the same weights and costs only its state.
+
 The same class runs the baselines: give it a DiT trained with ``ChunkSchedule`` (chunk diffusion,
 or autoregressive with chunk = 1) and its schedule.
 """
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import json
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +43,7 @@ from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
 from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.body.text import TEXT_DIM, TextEncoder
-from anima.train import load_weights
+from anima.train.checkpoint import load_weights
 
 FRAMES_PER_TOKEN = MotionVAE.DOWNSAMPLE
 
@@ -79,7 +87,7 @@ class MotionStream:
         self.history: deque[tuple[torch.Tensor, np.ndarray, bool]] = deque(maxlen=self.config.history)
         self.prompts: list[_Prompt] = [_Prompt(0, "", np.zeros(TEXT_DIM, np.float32), False)]
         self.recovery = RicRecovery()
-        self._decoder_state: list | None = None
+        self.decoder_state = self.vae.new_state()  # the causal decoder's convolution caches
         self.committed_tokens = 0
         self.last_features = np.zeros((0, len(self.mean)))
 
@@ -162,12 +170,7 @@ class MotionStream:
 
     def _decode(self, z: torch.Tensor) -> np.ndarray:
         """Committed latents (n, latent) -> joints of their 4n frames, continuing the stream."""
-        decoder = self.vae.decoder
-        with decoder.streaming():  # restore this stream's caches: several streams may share a VAE
-            if self._decoder_state is not None:
-                decoder.set_state(self._decoder_state)
-            features = decoder(self.vae.from_diffusion(z)[None])[0].double().numpy()  # (4n, 263)
-            self._decoder_state = decoder.get_state()
+        features = self.vae.step(self.vae.from_diffusion(z)[None], self.decoder_state)[0].double().numpy()  # (4n, 263)
         features = features * self.std + self.mean
         self.last_features = features
         return self.recovery.push(features)
@@ -202,25 +205,62 @@ class MotionStream:
     def load(cls, directory: str | Path, vae_directory: str | Path | None = None, seed: int = 0,
              guidance: float | None = None, encoder: TextEncoder | None = None,
              guidance_floor: float | None = None, level_power: float | None = None) -> MotionStream:
-        """A stream from a DiT checkpoint directory (its VAE: ``vae_directory`` or the one it names).
+        """A new stream over a DiT checkpoint directory (its VAE: ``vae_directory`` or the one it
+        names); the weights are loaded once per process (``FloodWeights.load``) and shared.
         ``guidance``, ``guidance_floor`` and ``level_power`` override the checkpoint's sampler settings."""
-        directory = Path(directory)
+        weights = FloodWeights.load(directory, vae_directory)
+        config = weights.model.config
+        if level_power is not None:  # a sampler setting: the schedule's copy of the config only
+            config = dataclasses.replace(config, level_power=level_power)
+        schedule = make_schedule(weights.method, config)
+        return cls(weights.model, weights.vae, schedule, weights.feature_mean, weights.feature_std,
+                   encoder or weights.encoder, guidance, seed, guidance_floor)
+
+
+@dataclass(frozen=True)
+class FloodWeights:
+    """What every stream of one checkpoint shares, read-only: the DiT, the VAE, the feature
+    statistics and the text encoder with the checkpoint's cached prompt embeddings."""
+
+    model: MotionDiT
+    vae: MotionVAE
+    method: str  # "flood", "chunk" or "ar": which noise schedule the DiT was trained with
+    feature_mean: np.ndarray  # (263,)
+    feature_std: np.ndarray  # (263,)
+    encoder: TextEncoder
+
+    @classmethod
+    def load(cls, directory: str | Path, vae_directory: str | Path | None = None) -> FloodWeights:
+        """The weights of a DiT checkpoint and its VAE, loaded once per process (cached by resolved
+        paths; thread-safe, as sessions are built in worker threads)."""
+        directory = Path(directory).resolve()
+        vae_dir = (Path(vae_directory) if vae_directory else directory.parent / "vae").resolve()
+        with _WEIGHTS_LOCK:
+            weights = _WEIGHTS.get((directory, vae_dir))
+            if weights is None:
+                weights = _WEIGHTS[(directory, vae_dir)] = cls._read(directory, vae_dir)
+        return weights
+
+    @classmethod
+    def _read(cls, directory: Path, vae_dir: Path) -> FloodWeights:
         meta = json.loads((directory / "config.json").read_text())
-        config = DiTConfig(**meta["config"]["dit"])
-        if level_power is not None:
-            config.level_power = level_power
-        model = MotionDiT(config)
+        model = MotionDiT(DiTConfig(**meta["config"]["dit"]))
         load_weights(directory, model)
-        vae_dir = Path(vae_directory) if vae_directory else directory.parent / "vae"
         vae_meta = json.loads((vae_dir / "config.json").read_text())
         vae = MotionVAE(VAEConfig(**vae_meta["config"]["vae"]))
         load_weights(vae_dir, vae)
-        stats = np.load(vae_dir / "feature_stats.npz") if (vae_dir / "feature_stats.npz").is_file() else None
-        if stats is None:
+        if not (vae_dir / "feature_stats.npz").is_file():
             raise FileNotFoundError(f"{vae_dir}: no feature_stats.npz (feature mean/std and text embeddings)")
+        stats = np.load(vae_dir / "feature_stats.npz")
         cache = {}
         if "texts" in stats.files:
             cache = dict(zip([str(t) for t in stats["texts"]], stats["embeddings"], strict=True))
-        encoder = encoder or TextEncoder(cache)
-        schedule = make_schedule(meta["config"]["method"], model.config)
-        return cls(model, vae, schedule, stats["mean"], stats["std"], encoder, guidance, seed, guidance_floor)
+        mean, std = stats["mean"], stats["std"]
+        for a in (mean, std):
+            a.setflags(write=False)  # shared by every stream
+        return cls(model.eval().requires_grad_(False), vae.eval().requires_grad_(False), meta["config"]["method"],
+                   mean, std, TextEncoder(cache))
+
+
+_WEIGHTS: dict[tuple[Path, Path], FloodWeights] = {}  # (DiT dir, VAE dir) -> shared weights
+_WEIGHTS_LOCK = threading.Lock()

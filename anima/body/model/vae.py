@@ -3,8 +3,8 @@
     vae = MotionVAE(VAEConfig())
     mean, logvar = vae.encode(x)          # x (B, T, 263) normalised features, T % 4 == 0 -> (B, T/4, 4) each
     x_hat = vae.decode(z)                 # (B, N, 4) -> (B, 4N, 263)
-    with vae.decoder.streaming():         # streaming mode: feed latents a few at a time
-        frames = vae.decoder(z[:, :1])    # (B, 4, 263), identical to the offline decode
+    state = vae.new_state()               # streaming decode: the caller owns the conv caches
+    frames = vae.step(z[:, :1], state)    # (B, 4, 263), identical to the offline decode
 
 Strictly causal in time: every convolution is padded on the left only, downsampling convs see
 frames up to the last one of their output step, upsampling repeats a token then convolves
@@ -19,7 +19,6 @@ removes the seams the decoder otherwise leaves every 4 frames at token boundarie
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,11 +28,30 @@ import torch.nn.functional as F
 from anima.body.data.humanml3d import FEATURE_DIM
 
 
+class DecoderState:
+    """Streaming state of one decode (``MotionVAE.new_state``): the last ``pad`` inputs of every
+    causal convolution of the decoder, so the next chunk continues where this one ended."""
+
+    def __init__(self, n_convs: int) -> None:
+        self.caches: list[torch.Tensor | None] = [None] * n_convs  # per conv: (B, C, pad), None = zeros
+
+    def reset(self) -> None:
+        """Back to the start of a stream (all-zero history)."""
+        self.caches = [None] * len(self.caches)
+
+    def clone(self) -> DecoderState:
+        """An independent snapshot."""
+        copy = DecoderState(len(self.caches))
+        copy.caches = [None if c is None else c.clone() for c in self.caches]
+        return copy
+
+
 class CausalConv1d(nn.Module):
     """Conv1d padded on the left so output step i sees inputs <= i * stride + stride - 1.
 
-    In streaming mode it keeps the last ``pad`` inputs between calls, so feeding a sequence in
-    chunks (lengths multiple of the stride) gives exactly the offline output.
+    Given a ``DecoderState`` it continues from the last ``pad`` inputs kept there (slot
+    ``cache_index``) and keeps its own, so feeding a sequence in chunks (lengths multiple of the
+    stride) gives exactly the offline output.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
@@ -41,19 +59,19 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation)
         self.stride = stride
         self.pad = (kernel - 1) * dilation - (stride - 1)
-        self._cache: torch.Tensor | None = None
-        self._streaming = False
+        self.cache_index = -1  # slot in a DecoderState (set by the Decoder)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C', T / stride)
+    def forward(self, x: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:  # (B, C, T) -> (B, C', T / stride)
         if x.shape[-1] % self.stride:
             raise ValueError(f"CausalConv1d: length {x.shape[-1]} is not a multiple of the stride {self.stride}")
-        if self._streaming:
-            if self._cache is None:
-                self._cache = x.new_zeros(x.shape[0], x.shape[1], self.pad)
-            x = torch.cat([self._cache, x], dim=-1)
-            self._cache = x[..., x.shape[-1] - self.pad:] if self.pad else x[..., :0]
-        else:
+        if state is None:
             x = F.pad(x, (self.pad, 0))
+        else:
+            cache = state.caches[self.cache_index]
+            if cache is None:
+                cache = x.new_zeros(x.shape[0], x.shape[1], self.pad)
+            x = torch.cat([cache, x], dim=-1)  # (B, C, pad + T)
+            state.caches[self.cache_index] = x[..., x.shape[-1] - self.pad:] if self.pad else x[..., :0]
         return self.conv(x)
 
 
@@ -75,8 +93,8 @@ class ResBlock(nn.Module):
         self.conv1 = CausalConv1d(channels, channels, kernel, dilation=dilation)
         self.conv2 = CausalConv1d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
-        return x + self.conv2(F.silu(self.conv1(F.silu(self.norm(x)))))
+    def forward(self, x: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:  # (B, C, T)
+        return x + self.conv2(F.silu(self.conv1(F.silu(self.norm(x)), state)), state)
 
 
 class Upsample2(nn.Module):
@@ -86,8 +104,8 @@ class Upsample2(nn.Module):
         super().__init__()
         self.conv = CausalConv1d(channels, channels, kernel)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, 2T)
-        return self.conv(torch.repeat_interleave(x, 2, dim=-1))
+    def forward(self, x: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:  # (B, C, T) -> (B, C, 2T)
+        return self.conv(torch.repeat_interleave(x, 2, dim=-1), state)
 
 
 @dataclass
@@ -135,33 +153,20 @@ class Decoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.norm = ChannelRMSNorm(w)
         self.out = CausalConv1d(w, config.feature_dim, 1)
+        self.n_convs = 0
+        for m in self.modules():
+            if isinstance(m, CausalConv1d):
+                m.cache_index, self.n_convs = self.n_convs, self.n_convs + 1
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, N, latent) -> (B, 4N, 263). In streaming mode, call with consecutive latent chunks."""
-        return self.out(F.silu(self.norm(self.body(z.transpose(1, 2))))).transpose(1, 2)
+    def forward(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
+        """(B, N, latent) -> (B, 4N, 263). With a ``state``, ``z`` continues the latents decoded with it."""
+        h = z.transpose(1, 2)  # (B, latent, N)
+        for layer in self.body:
+            h = layer(h, state)  # (B, width, <= 4N)
+        return self.out(F.silu(self.norm(h)), state).transpose(1, 2)
 
-    @contextmanager
-    def streaming(self):
-        """Streaming mode: convolution caches carry over between calls; cleared on exit."""
-        convs = [m for m in self.modules() if isinstance(m, CausalConv1d)]
-        for m in convs:
-            m._streaming, m._cache = True, None
-        try:
-            yield self
-        finally:
-            for m in convs:
-                m._streaming, m._cache = False, None
-
-    def get_state(self) -> list[torch.Tensor | None]:
-        """Snapshot of the streaming caches (restore with ``set_state``)."""
-        return [m._cache.clone() if m._cache is not None else None for m in self.modules() if isinstance(m, CausalConv1d)]
-
-    def set_state(self, state: list[torch.Tensor | None]) -> None:
-        convs = [m for m in self.modules() if isinstance(m, CausalConv1d)]
-        if len(state) != len(convs):
-            raise RuntimeError(f"Decoder.set_state: {len(state)} caches for {len(convs)} convolutions")
-        for m, s in zip(convs, state, strict=True):
-            m._cache = None if s is None else s.clone()
+    def new_state(self) -> DecoderState:
+        return DecoderState(self.n_convs)
 
 
 class MotionVAE(nn.Module):
@@ -189,6 +194,17 @@ class MotionVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, N, latent) -> (B, 4N, 263)."""
         return self.decoder(z)
+
+    def new_state(self) -> DecoderState:
+        """A streaming decode's state (the caller owns it; ``step`` continues it)."""
+        return self.decoder.new_state()
+
+    def step(self, z: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Streaming decode: latents (B, n, latent) that follow those already decoded with ``state``
+        -> their frames (B, 4n, 263), exactly as the offline decode of the whole sequence gives them."""
+        if not isinstance(state, DecoderState) or len(state.caches) != self.decoder.n_convs:
+            raise RuntimeError("MotionVAE.step: state must come from this model's new_state()")
+        return self.decoder(z, state)
 
     def forward(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, logvar = self.encode(x)
