@@ -6,7 +6,6 @@ import ctypes
 import itertools
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -123,17 +122,13 @@ def test_phoneme_events_include_bilabials(tts: EspeakTTS) -> None:
 def test_first_chunk_arrives_before_synthesis_finishes(tts: EspeakTTS) -> None:
     text = " ".join(["Streaming speech should start playing long before the whole paragraph is ready."] * 8)
     assert len(text) > 600
-    list(tts.stream("Warm up."))
-    start = time.perf_counter()
-    first_at, still_running, n = None, False, 0
+    first, still_running, n = True, False, 0
     for chunk in tts.stream(text):
         n += chunk.samples.size
-        if first_at is None:
-            first_at = time.perf_counter() - start
+        if first:
+            first = False
             still_running = espeak._LOCK.locked()  # the synthesis thread holds the engine until done
-    total = time.perf_counter() - start
-    assert still_running
-    assert first_at < 0.25 * total, (first_at, total)
+    assert still_running  # how soon the first chunk comes is measured in benchmarks/stage_costs.py
     assert n / SR > 30.0  # ~40 s of speech: espeak must block on the bounded queue before finishing
 
 
