@@ -17,30 +17,6 @@ from pathlib import Path
 
 from anima.body.paths import DEFAULT_MOCAP, DEFAULT_OUT, OUT, WEIGHTS
 
-TRAIN_DEFAULTS = {  # what: (steps, batch, lr)
-    "vae": (3000, 32, 1e-3), "dit": (3000, 64, 5e-4), "chunk": (3000, 64, 5e-4), "ar": (3000, 64, 5e-4),
-    "evaluator": (2000, 64, 1e-3),
-}
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=sorted(TRAIN_DEFAULTS), help="vae, dit (FloodDiffusion), chunk, ar, evaluator")
-    p.add_argument("--out", type=Path, default=None, help="checkpoint directory (default out/body/WHAT)")
-    p.add_argument("--data", type=Path, default=DEFAULT_OUT, help="dataset cache (built if missing)")
-    p.add_argument("--mocap", type=Path, default=DEFAULT_MOCAP, help="mocap folder (for building the cache)")
-    p.add_argument("--vae", type=Path, default=OUT / "vae", help="VAE checkpoint (diffusion models)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--window", type=int, default=48, help="VAE/evaluator training window, frames")
-    p.add_argument("--init", type=Path, default=None, help="VAE: start from this checkpoint's weights")
-    p.add_argument("--decoder-only", action="store_true", help="VAE: freeze the encoder (fine-tune the decoder)")
-    p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model config field")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
 
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     """Sampler overrides for every method of an evaluation (``anima body eval``, the benchmark)."""
@@ -190,6 +166,8 @@ def register(subparsers) -> None:
     p.add_argument("bvh", type=Path, help="BVH file")
     p.add_argument("-o", "--output", type=Path, default=None, help="output .npz (default: next to the BVH)")
     p.set_defaults(func=_import)
+
+    from anima.body.training.options import add_train_arguments
 
     p = sub.add_parser("train", help="train vae, dit (FloodDiffusion), chunk, ar or evaluator")
     add_train_arguments(p)

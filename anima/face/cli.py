@@ -90,7 +90,7 @@ def _animate(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``anima face ...`` to the top-level parser."""
     from anima.face.data.corpus import DEFAULT_NOVEL
-    from anima.face.training.train import add_arguments
+    from anima.face.training.options import add_arguments
 
     face = subparsers.add_parser("face", help="UniLS face model: corpus, training, experiment, import, export",
                                  description="The learned speaking-and-listening face (UniLS). See docs/unils.md.")

@@ -7,7 +7,8 @@ A checkpoint directory holds::
     config.json            {"config": {...model config...}, "step": N, "optimizer": {...scalars...}, "extra": {...}}
 
 Writes go to a temporary directory that is renamed into place, so a crash mid-save never destroys
-the previous checkpoint.
+the previous checkpoint. Other files in the directory (the run's ``metrics.jsonl``, a VAE's
+``feature_stats.npz``) are carried over to the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "config.json")
 
 
 class CheckpointError(ValueError):
@@ -69,6 +72,7 @@ def save_checkpoint(
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             meta["optimizer"] = scalars
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+        _carry_over(directory, tmp)
         old = directory.with_name(directory.name + ".old")
         if directory.exists():
             if old.exists():
@@ -81,6 +85,23 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _carry_over(directory: Path, tmp: Path) -> None:
+    """Keep the run's other files (metrics.jsonl, feature stats) in the new checkpoint directory.
+
+    Hard links where the filesystem allows: free, and a writer appending to the file keeps
+    appending to the same file after the swap.
+    """
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.name in CHECKPOINT_FILES or not path.is_file() or (tmp / path.name).exists():
+            continue
+        try:
+            os.link(path, tmp / path.name)
+        except OSError:
+            shutil.copy2(path, tmp / path.name)
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anima.body.data.dataset import MotionDataset, load_dataset
+from anima.body.data.dataset import MotionDataset
 from anima.body.data.humanml3d import FEATURE_DIM
 from anima.body.text import TEXT_DIM
-from anima.train import load_weights, train_loop
+from anima.train import apply_overrides, distributed, load_weights, train_loop
 
 
 @dataclass
@@ -109,20 +109,23 @@ def sample_windows(data: MotionDataset, split: str, length: int, per_clip: int, 
 
 
 def train_evaluator(args: argparse.Namespace) -> int:
-    from anima.body.training.train import apply_overrides
+    from anima.body.training.train import load_data
 
     config = apply_overrides(EvaluatorConfig(), args.set)
-    data = load_dataset(args.data, args.mocap, progress=not args.quiet)
+    data = load_data(args)
+    device = torch.device(getattr(args, "device", "cpu"))
     torch.manual_seed(args.seed)
-    model = MotionTextEvaluator(config)
+    model = MotionTextEvaluator(config).to(device)
     clips = [(c, data.normalise(c.features)) for c in data.split("train") if len(c.features) >= config.window]
     lengths = np.array([len(f) - config.window + 1 for _, f in clips], dtype=np.float64)
     p = lengths / lengths.sum()
     text_ids = {t: i for i, t in enumerate(sorted(data.embeddings))}
     rng = np.random.default_rng(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    net = distributed.wrap(model, MotionTextEvaluator.loss)
 
     def step(i: int) -> dict[str, float]:
+        # Every rank draws the global batch; data-parallel, each rank's InfoNCE sees its own slice as negatives.
         x = np.empty((args.batch, config.window, config.feature_dim), np.float32)
         e = np.empty((args.batch, config.text_dim), np.float32)
         ids = np.empty(args.batch, np.int64)
@@ -132,14 +135,15 @@ def train_evaluator(args: argparse.Namespace) -> int:
             x[b] = feats[start:start + config.window]
             text = majority_text(clip, start, config.window)
             e[b], ids[b] = data.embeddings[text], text_ids[text]
-        loss = model.loss(torch.from_numpy(x), torch.from_numpy(e), torch.from_numpy(ids))
+        x_, e_, ids_ = distributed.shard((torch.from_numpy(x), torch.from_numpy(e), torch.from_numpy(ids)))
+        loss = net(x_.to(device), e_.to(device), ids_.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return {"loss": float(loss)}
 
     train_loop(model, optimizer, step, args.steps, args.out, {"evaluator": asdict(config)}, save_every=args.save_every,
-               desc="evaluator", progress=not args.quiet)
+               desc="evaluator", progress=not args.quiet, rngs=[rng])
     return 0
 
 

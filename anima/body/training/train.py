@@ -7,15 +7,17 @@
     python -m anima.body.training.train evaluator --steps 2000 --out out/body/evaluator
     (the same as ``anima body train WHAT ...``)
 
-Every run resumes from the checkpoint in ``--out`` (``anima.train.train_loop``); ``--threads``
-sets torch's CPU threads (1 by default: the machine is shared). Model configs are dataclasses;
-``--set key=value`` overrides a field (type-checked), e.g. ``--set width=128``.
+Every run resumes from the checkpoint in ``--out`` (``anima.train.train_loop``) and logs every
+step to ``--out``/metrics.jsonl; ``--threads`` sets torch's CPU threads (1 by default: the machine
+is shared). Model configs are dataclasses; ``--set key=value`` overrides a field (type-checked,
+``anima.train.apply_overrides``), e.g. ``--set width=128``. Under ``torchrun`` the same command
+trains data-parallel (``anima.train.distributed``): ``--batch`` is the global batch, split evenly
+over the processes; ``--device cuda`` puts one process on each GPU. See docs/training.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -25,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anima.body.cli import TRAIN_DEFAULTS, add_train_arguments
 from anima.body.data.dataset import MotionDataset, load_dataset
 from anima.body.data.humanml3d import recover_from_ric
 from anima.body.model.dit import DiTConfig, MotionDiT
@@ -33,30 +34,21 @@ from anima.body.model.schedule import make_schedule
 from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.body.paths import OUT
 from anima.body.text import TEXT_DIM
-from anima.train import load_weights, train_loop
+from anima.body.training.options import TRAIN_DEFAULTS, add_train_arguments
+from anima.train import apply_overrides, distributed, load_weights, train_loop
 
 log = logging.getLogger(__name__)
 
 
-def apply_overrides(config, overrides: list[str]):
-    """``key=value`` strings onto a config dataclass; unknown keys and wrong types raise."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    changes = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: unknown key; valid keys: {', '.join(fields)}")
-        current = getattr(config, key)
-        try:
-            if isinstance(current, bool):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                changes[key] = value.lower() in ("true", "1")
-            else:
-                changes[key] = type(current)(value)
-        except ValueError:
-            raise ValueError(f"--set {item!r}: {key} expects {type(current).__name__}") from None
-    return dataclasses.replace(config, **changes)
+def load_data(args: argparse.Namespace) -> MotionDataset:
+    """The dataset cache; under torchrun rank 0 builds it (if missing) before the others read it."""
+    main = distributed.is_main()
+    if not main:
+        distributed.barrier()
+    data = load_dataset(args.data, args.mocap, progress=not args.quiet and main)
+    if main:
+        distributed.barrier()
+    return data
 
 
 # --- VAE -----------------------------------------------------------------------------------------
@@ -103,36 +95,40 @@ def vae_loss(vae: MotionVAE, x: torch.Tensor, mean: torch.Tensor, std: torch.Ten
 def encode_clip(vae: MotionVAE, features: np.ndarray) -> np.ndarray:
     """Normalised features of one clip -> its latent means (first floor(T/4)*4 frames). # (T/4, latent)"""
     n = (len(features) // vae.DOWNSAMPLE) * vae.DOWNSAMPLE
-    mu, _ = vae.encode(torch.from_numpy(np.ascontiguousarray(features[:n]))[None].float())
-    return mu[0].numpy()
+    device = vae.latent_mean.device
+    mu, _ = vae.encode(torch.from_numpy(np.ascontiguousarray(features[:n]))[None].float().to(device))
+    return mu[0].cpu().numpy()
 
 
 @torch.no_grad()
 def set_latent_stats(vae: MotionVAE, data: MotionDataset) -> None:
     latents = np.concatenate([encode_clip(vae, data.normalise(c.features)) for c in data.split("train")])
-    vae.latent_mean.copy_(torch.from_numpy(latents.mean(0)))
+    vae.latent_mean.copy_(torch.from_numpy(latents.mean(0)))  # copy_ moves it to the buffer's device
     vae.latent_std.copy_(torch.from_numpy(latents.std(0) + 1e-6))
 
 
 def train_vae(args: argparse.Namespace) -> int:
     config = apply_overrides(VAEConfig(), args.set)
-    data = load_dataset(args.data, args.mocap, progress=not args.quiet)
+    data = load_data(args)
+    device = torch.device(getattr(args, "device", "cpu"))
     torch.manual_seed(args.seed)
     vae = MotionVAE(config)
     if args.init and not (Path(args.out) / "config.json").is_file():
         load_weights(args.init, vae, strict=True)  # start from another checkpoint (fine-tuning)
+    vae.to(device)
     sampler = WindowSampler(data, "train", args.window, seed=args.seed)
-    mean, std = torch.from_numpy(data.mean), torch.from_numpy(data.std)
+    mean, std = torch.from_numpy(data.mean).to(device), torch.from_numpy(data.std).to(device)
     if args.decoder_only:  # keep the encoder, hence the latent space the diffusion models were trained on
         vae.encoder.requires_grad_(False)
     trainable = [p for p in vae.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
     schedule = _cosine(args.lr, args.steps)
+    net = distributed.wrap(vae, lambda m, x: vae_loss(m, x, mean, std))
 
     def step(i: int) -> dict[str, float]:
         for g in optimizer.param_groups:
             g["lr"] = schedule(i)
-        losses = vae_loss(vae, sampler.batch(args.batch), mean, std)
+        losses = net(distributed.shard(sampler.batch(args.batch)).to(device))  # this rank's (B / world, 48, 263)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -147,8 +143,9 @@ def train_vae(args: argparse.Namespace) -> int:
         return {"kind": "vae", "data": str(args.data)}
 
     train_loop(vae, optimizer, step, args.steps, args.out, {"vae": config.__dict__}, save_every=args.save_every,
-               desc="vae", extra=extra, progress=not args.quiet)
-    write_feature_stats(args.out, data)
+               desc="vae", extra=extra, progress=not args.quiet, rngs=[sampler.rng])
+    if distributed.is_main():
+        write_feature_stats(args.out, data)
     return 0
 
 
@@ -240,7 +237,8 @@ def diffusion_loss(model: MotionDiT, batch: dict[str, torch.Tensor]) -> torch.Te
     v = model(batch["z"], batch["level"], batch["text"], batch["has_text"], batch["pos"], batch["valid"])
     err = (v - batch["target"]).pow(2).mean(-1)  # (B, L)
     mask = batch["loss_mask"].float()
-    return (err * mask).sum() / mask.sum()
+    # Data-parallel: the count over all ranks' slices, so the ranks' mean is the global batch's loss.
+    return (err * mask).sum() / distributed.mean_denominator(mask.sum())
 
 
 METHODS = {"dit": "flood", "chunk": "chunk", "ar": "ar"}
@@ -249,20 +247,23 @@ METHODS = {"dit": "flood", "chunk": "chunk", "ar": "ar"}
 def train_diffusion(args: argparse.Namespace) -> int:
     method = METHODS[args.what]
     config = apply_overrides(DiTConfig.for_method(method), args.set)
-    data = load_dataset(args.data, args.mocap, progress=not args.quiet)
+    data = load_data(args)
+    device = torch.device(getattr(args, "device", "cpu"))
     vae = load_vae(args.vae)
     schedule = make_schedule(method, config)
     torch.manual_seed(args.seed)
-    model = MotionDiT(config)
+    model = MotionDiT(config).to(device)
     clips = LatentClips(data, vae, "train")
     rng = np.random.default_rng(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     lr = _cosine(args.lr, args.steps)
+    net = distributed.wrap(model, diffusion_loss)
 
     def step(i: int) -> dict[str, float]:
         for g in optimizer.param_groups:
             g["lr"] = lr(i)
-        loss = diffusion_loss(model, diffusion_batch(clips, schedule, config, args.batch, rng, config.p_uncond))
+        batch = distributed.shard(diffusion_batch(clips, schedule, config, args.batch, rng, config.p_uncond))
+        loss = net({k: v.to(device) for k, v in batch.items()})
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -271,7 +272,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
 
     train_loop(model, optimizer, step, args.steps, args.out, {"dit": config.__dict__, "method": method},
                save_every=args.save_every, desc=method, extra=lambda: {"kind": method, "vae": str(args.vae)},
-               progress=not args.quiet)
+               progress=not args.quiet, rngs=[rng])
     return 0
 
 
@@ -285,19 +286,27 @@ def load_dit(directory: str | Path) -> tuple[MotionDiT, str]:
 # --- command line ----------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
+    """Train ``args.what``: one process, or one of torchrun's (then ``--batch`` is the global batch)."""
     torch.set_num_threads(max(1, args.threads))
     steps, batch, lr = TRAIN_DEFAULTS[args.what]
     args.steps = args.steps or steps
     args.batch = args.batch or batch
     args.lr = args.lr or lr
     args.out = args.out or OUT / {"dit": "flood"}.get(args.what, args.what)
-    if args.what == "vae":
-        return train_vae(args)
-    if args.what == "evaluator":
-        from anima.body.training.evaluator import train_evaluator
+    info = distributed.init(getattr(args, "device", "cpu"))
+    args.device = info.device
+    try:
+        if args.batch % info.world_size:
+            raise ValueError(f"--batch {args.batch} does not divide by the {info.world_size} processes")
+        if args.what == "vae":
+            return train_vae(args)
+        if args.what == "evaluator":
+            from anima.body.training.evaluator import train_evaluator
 
-        return train_evaluator(args)
-    return train_diffusion(args)
+            return train_evaluator(args)
+        return train_diffusion(args)
+    finally:
+        distributed.close()
 
 
 def main(argv: list[str] | None = None) -> int:
