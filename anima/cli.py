@@ -78,6 +78,7 @@ def _summary(result, out: Path) -> dict:
 def _render(args: argparse.Namespace, conversation: Path) -> int:
     from anima.cascade import CascadeOptions, render_conversation
     from anima.core.conversation import ConversationError
+    from anima.core.session import SessionError
 
     options = CascadeOptions(thinker=args.thinker, face=args.face, body=args.body, width=args.width,
                              height=args.height, realtime=args.realtime, seed=args.seed, character=args.character,
@@ -93,6 +94,9 @@ def _render(args: argparse.Namespace, conversation: Path) -> int:
     except (ConversationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SessionError as exc:  # a stage failed for good: the render stopped there
+        print(f"error: {exc} (after {exc.result.media_s:.1f} s of media)", file=sys.stderr)
+        return 1
     summary = _summary(result, args.output)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
