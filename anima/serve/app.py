@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from anima.core.clock import MediaClock
 from anima.core.history import ConversationHistory
 from anima.core.session import Session
 from anima.registry import ENGINES, THINKERS, AgentChoice, ThinkerSpec
+from anima.serve.access import TOKEN_COOKIE, check_token, normalise_origin, origin_allowed
+from anima.serve.limits import log_limited
 from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
 from anima.serve.protocol import (
     MAX_MESSAGE_BYTES,
@@ -37,6 +38,7 @@ from anima.serve.protocol import (
     ProtocolError,
     parse_hello,
     parse_json,
+    parse_ping,
     parse_text,
     parse_user_audio,
 )
@@ -67,7 +69,10 @@ class ServeConfig:
     body: str = "procedural"  # registry.BODIES (one body per session: the procedural one costs no weights)
     asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1
     asr_model: str = "whisper-1"
-    max_sessions: int = 16
+    max_sessions: int = 16  # counted from the WebSocket handshake on, so a burst of connections cannot pass it
+    allow_origins: tuple[str, ...] = ()  # page origins besides this server's own that may open the WebSocket
+    api_docs: bool = False  # serve /docs, /redoc and /openapi.json
+    audio_lead_s: float = 1.0  # how far a client's microphone audio may run ahead of real time
     rate_per_s: float = 80.0  # client messages per second (microphone sends 25)
     burst: int = 80
     max_errors: int = 10  # protocol errors before the session is closed
@@ -78,6 +83,8 @@ class ServeConfig:
     def check(self) -> None:
         """Raise ValueError on an unknown backend name or an exposed bind address without a token."""
         self.agent(hello=None, seed=0, voice=DEFAULT_VOICE).check(live=self.thinker_factory is None)
+        for origin in self.allow_origins:
+            normalise_origin(origin)
         if self.host not in LOOPBACK and not self.token:
             raise ValueError(f"binding {self.host} exposes the server beyond this machine: pass --token SECRET (clients must send it)")
 
@@ -129,24 +136,31 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI application (used by ``anima serve`` and by tests with uvicorn)."""
     config = config or ServeConfig()
     config.check()
-    app = FastAPI(title="anima", version=str(PROTOCOL_VERSION))
+    docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="anima", version=str(PROTOCOL_VERSION), **docs)
     app.state.config = config
     app.state.sessions = {}
+    app.state.admitted = 0  # WebSockets past the handshake (the session limit counts these)
+    allowed_origins = frozenset(normalise_origin(o) for o in config.allow_origins)
     app.state.metrics = []  # one dict per finished session (for the load benchmark)
     ids = itertools.count(1)
 
-    def authorised(token: str | None) -> bool:
-        return config.token is None or (token is not None and secrets.compare_digest(token, config.token))
+    def authorised(request: Request | WebSocket, *more: str | None) -> bool:
+        return check_token(config.token, request.query_params.get("token"), request.cookies.get(TOKEN_COOKIE), *more)
 
     @app.get("/")
     async def index(request: Request) -> FileResponse:
-        if not authorised(request.query_params.get("token")):
+        if not authorised(request):
             raise HTTPException(status_code=401, detail="missing or wrong token")
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+        page = FileResponse(WEB_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+        if config.token is not None:
+            # The page's assets, audio worklet and WebSocket then carry the token without a query string.
+            page.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="strict", path="/")
+        return page
 
     @app.get("/static/{name}")
     async def static(name: str, request: Request) -> FileResponse:
-        if not authorised(request.query_params.get("token")) and config.token is not None:
+        if not authorised(request):
             raise HTTPException(status_code=401, detail="missing or wrong token")
         if name not in WEB_FILES:
             raise HTTPException(status_code=404, detail=f"no file {name!r}")
@@ -154,13 +168,26 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "sessions": len(app.state.sessions), "protocol": PROTOCOL_VERSION})
+        return JSONResponse({"ok": True})  # nothing about sessions or visitors: anyone may ask
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
-        await ws.accept()
+        if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), allowed_origins):
+            # Refused before the handshake completes (the browser sees HTTP 403): a page from another
+            # origin must not drive this server or read a visitor's conversation.
+            log_limited("refused a WebSocket from origin %r", ws.headers.get("origin"))
+            await ws.close(code=1008)
+            return
+        # Counted before the first await, so connections opened together cannot all pass the limit.
+        admitted = app.state.admitted < config.max_sessions
+        if admitted:
+            app.state.admitted += 1
         session_id = next(ids)
         try:
+            await ws.accept()
+            if not admitted:
+                await _close(ws, 1013, f"server busy: {config.max_sessions} sessions already")
+                return
             await _serve_session(ws, session_id)
         except WebSocketDisconnect:
             pass
@@ -169,6 +196,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             with contextlib.suppress(Exception):
                 await ws.close(code=1011)
         finally:
+            if admitted:
+                app.state.admitted -= 1
             app.state.sessions.pop(session_id, None)
 
     async def _close(ws: WebSocket, code: int, message: str) -> None:
@@ -177,10 +206,6 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             await ws.close(code=code)
 
     async def _serve_session(ws: WebSocket, session_id: int) -> None:
-        query_token = ws.query_params.get("token")
-        if len(app.state.sessions) >= config.max_sessions:
-            await _close(ws, 1013, f"server busy: {config.max_sessions} sessions already")
-            return
         try:
             raw = await asyncio.wait_for(ws.receive_text(), timeout=config.hello_timeout_s)
             hello = parse_hello(parse_json(raw))
@@ -193,7 +218,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         except (KeyError, RuntimeError):
             await _close(ws, 1008, "the first message must be a JSON text message 'hello'")
             return
-        if not authorised(hello.token or query_token):
+        if not authorised(ws, hello.token):
             await _close(ws, 1008, "missing or wrong token")
             return
         try:
@@ -212,7 +237,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             outgoing.put_nowait(message)
 
         clock = MediaClock(realtime=True)
-        live = LiveInput(clock)
+        live = LiveInput(clock, max_lead_s=config.audio_lead_s)
         voice = CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE)
         # Off the event loop: a learned body or face loads its weights here (hundreds of ms), and
         # every other session's audio and motion must keep flowing meanwhile.
@@ -253,7 +278,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                             case "text":
                                 live.add_text(parse_text(msg))
                             case "ping":
-                                send({"type": "pong", "t": msg.get("t")})
+                                send({"type": "pong", "t": parse_ping(msg)})
                             case other:
                                 raise ProtocolError(f"unknown message type {other!r}; expected text or ping")
                 except ProtocolError as exc:

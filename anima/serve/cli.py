@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1")
     p.add_argument("--asr-model", default="whisper-1", help="model name sent to the transcription server")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                   help="a page origin (http://host:port) besides this server's own that may open the WebSocket; repeatable")
+    p.add_argument("--api-docs", action="store_true", help="serve the API docs at /docs (off by default)")
     p.set_defaults(func=run)
 
 
@@ -29,14 +32,16 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anima.serve.app import ServeConfig, create_app
+    from anima.serve.server import uvicorn_config
 
     config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
-                         asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions)
+                         asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions,
+                         allow_origins=tuple(args.allow_origin), api_docs=args.api_docs)
     try:
         app = create_app(config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"anima: open http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else ""))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=64 * 1024)
+    uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
     return 0

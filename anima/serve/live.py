@@ -39,7 +39,7 @@ from anima.core.frames import (
 )
 from anima.core.stage import DOWN, UP, Direction, Stage
 from anima.core.vad import EnergyVAD
-from anima.serve.protocol import BinaryKind, encode_audio, encode_motion
+from anima.serve.protocol import BinaryKind, ProtocolError, encode_audio, encode_motion
 
 log = logging.getLogger(__name__)
 Outgoing = str | bytes | dict
@@ -49,14 +49,25 @@ RESYNC_GAP_NS = 200_000_000  # a microphone gap longer than this restarts the st
 class LiveInput:
     """What the client sent since the last tick, as frames with media times."""
 
-    def __init__(self, clock: MediaClock) -> None:
+    def __init__(self, clock: MediaClock, max_lead_s: float = 1.0) -> None:
         self.clock = clock
+        self.max_lead_ns = int(max_lead_s * NS_PER_S)
         self._frames: list[Frame] = []
         self._audio_end_ns: int | None = None
+        self._audio_received_ns = 0  # media length of all microphone audio so far
+        self._audio_first_ns: int | None = None  # clock time of the first audio message
         self.closed = False
 
     def add_audio(self, samples: np.ndarray) -> None:
+        """Queue microphone samples; refuse audio that arrives faster than real time (plus a lead)."""
         now = self.clock.now_ns()
+        if self._audio_first_ns is None:
+            self._audio_first_ns = now
+        received = self._audio_received_ns + int(samples.size * NS_PER_S / SAMPLE_RATE)
+        if received > now - self._audio_first_ns + self.max_lead_ns:
+            raise ProtocolError(f"microphone audio arrives faster than real time ({received / NS_PER_S:.1f} s of audio "
+                                f"in {(now - self._audio_first_ns) / NS_PER_S:.1f} s); this message was dropped")
+        self._audio_received_ns = received
         duration = int(samples.size * NS_PER_S / SAMPLE_RATE)
         start = now - duration
         if self._audio_end_ns is not None and abs(start - self._audio_end_ns) < RESYNC_GAP_NS:

@@ -12,9 +12,10 @@ Text messages are JSON objects with a ``type``. Binary messages carry audio and 
     payload:  USER_AUDIO / AGENT_AUDIO: int16 little-endian PCM, mono, 24 kHz
               MOTION: 112 float32 face parameters then 22x3 float32 joint positions
 
-Client -> server JSON: ``hello`` (first message: version, character, story_time, token),
-``text`` (typed user text), ``ping``. Server -> client JSON: ``welcome``, ``state``,
-``agent_started``, ``agent_stopped``, ``interrupt``, ``user_speaking``, ``words``, ``transcript``,
+Client -> server JSON: ``hello`` (first message: version, character, story_time, token, visitor),
+``text`` (typed user text), ``ping``, ``forget`` (delete this visitor's memory). Server -> client
+JSON: ``welcome`` (with the visitor id the session runs under), ``state``, ``agent_started``,
+``agent_stopped``, ``interrupt``, ``user_speaking``, ``words``, ``transcript``, ``forgotten``,
 ``error``, ``pong``. Every message a client can send is validated here with a clear error.
 """
 
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import re
+import secrets
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,7 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BBHIf")  # kind, version, reserved, id, pts_s
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
+VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what a browser keeps to be remembered next time
 FACE_DIM = 112
 JOINT_VALUES = 22 * 3
 
@@ -51,6 +56,12 @@ class Hello:
     character: str = "nemo"
     story_time: int | None = None
     token: str | None = None
+    visitor: str | None = None  # the client's visitor id; None = a new visitor (the server makes one)
+
+
+def new_visitor_id() -> str:
+    """A random visitor id (128 bits): unguessable, so one visitor cannot name another's memory."""
+    return secrets.token_urlsafe(16)
 
 
 def _require(cond: bool, message: str) -> None:
@@ -61,12 +72,18 @@ def _require(cond: bool, message: str) -> None:
 def parse_json(text: str) -> dict[str, Any]:
     _require(len(text.encode()) <= MAX_MESSAGE_BYTES, f"message too large ({len(text)} bytes; limit {MAX_MESSAGE_BYTES})")
     try:
-        msg = json.loads(text)
+        msg = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("not valid JSON: nested too deeply") from None
     _require(isinstance(msg, dict), f"a message must be a JSON object, got {type(msg).__name__}")
     _require(isinstance(msg.get("type"), str), "a message needs a string field 'type'")
     return msg
+
+
+def _no_constant(name: str) -> Any:
+    raise ProtocolError(f"not valid JSON: {name} is not a JSON number")
 
 
 def _keys(msg: dict[str, Any], allowed: set[str]) -> None:
@@ -76,7 +93,7 @@ def _keys(msg: dict[str, Any], allowed: set[str]) -> None:
 
 def parse_hello(msg: dict[str, Any]) -> Hello:
     _require(msg.get("type") == "hello", f"the first message must be 'hello', got {msg.get('type')!r}")
-    _keys(msg, {"version", "character", "story_time", "token"})
+    _keys(msg, {"version", "character", "story_time", "token", "visitor"})
     _require(msg.get("version") == PROTOCOL_VERSION, f"hello: protocol version {msg.get('version')!r} is not supported; this server speaks {PROTOCOL_VERSION}")
     character = msg.get("character", "nemo")
     _require(isinstance(character, str) and 0 < len(character) <= 40, "hello: 'character' must be a short string")
@@ -84,7 +101,19 @@ def parse_hello(msg: dict[str, Any]) -> Hello:
     _require(story_time is None or (isinstance(story_time, int) and not isinstance(story_time, bool)), "hello: 'story_time' must be an integer")
     token = msg.get("token")
     _require(token is None or isinstance(token, str), "hello: 'token' must be a string")
-    return Hello(character, story_time, token)
+    visitor = msg.get("visitor")
+    _require(visitor is None or (isinstance(visitor, str) and VISITOR_ID.fullmatch(visitor) is not None),
+             "hello: 'visitor' must be 8-64 characters of letters, digits, '-' or '_'")
+    return Hello(character, story_time, token, visitor)
+
+
+def parse_ping(msg: dict[str, Any]) -> float | None:
+    """The client's timestamp ``t`` (echoed back in ``pong``): a finite number or absent."""
+    _keys(msg, {"t"})
+    t = msg.get("t")
+    _require(t is None or (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)),
+             "ping: field 't' must be a finite number")
+    return t
 
 
 def parse_text(msg: dict[str, Any]) -> str:
@@ -105,6 +134,7 @@ def parse_user_audio(data: bytes) -> np.ndarray:
     _require(kind == BinaryKind.USER_AUDIO, f"binary message kind {kind} is not user audio ({int(BinaryKind.USER_AUDIO)})")
     _require(version == PROTOCOL_VERSION, f"binary message version {version}; this server speaks {PROTOCOL_VERSION}")
     payload = data[HEADER.size :]
+    _require(len(payload) > 0, "user audio message carries no samples")
     _require(len(payload) % 2 == 0, "user audio payload must be int16 samples (even byte count)")
     return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
 

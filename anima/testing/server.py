@@ -34,10 +34,11 @@ def running_server(config) -> Iterator[tuple[str, object]]:
     import uvicorn
 
     from anima.serve.app import create_app
+    from anima.serve.server import uvicorn_config
 
     app = create_app(config)
     port = config.port if config.port else free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=64 * 1024))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -6,6 +6,7 @@
 const KIND = { USER_AUDIO: 1, AGENT_AUDIO: 2, MOTION: 3 };
 const HEADER_BYTES = 12, RATE = 24000, JITTER_S = 0.12;
 const $ = (id) => document.getElementById(id);
+const VISITOR_KEY = "anima.visitor";  // this browser's visitor id: the server keeps each visitor's memory apart
 
 const S = {
   ws: null, ctx: null, offset: null, motion: [], current: null, sources: [], playingTurn: null,
@@ -32,15 +33,17 @@ async function connect() {
   S.character = $("character").value;
   const params = new URLSearchParams(location.search);
   const token = params.get("token");
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
+  // With a token, the page's cookie (set when it was opened with ?token=...) authorises the WebSocket.
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const visitor = localStorage.getItem(VISITOR_KEY);
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   S.ws = ws; S.offset = null; S.motion = []; S.cancelled.clear();
   setStatus("connecting...");
   ws.onopen = () => ws.send(JSON.stringify({ type: "hello", version: 1, character: S.character,
-    story_time: parseInt($("story-time").value, 10) || null, token }));
+    story_time: parseInt($("story-time").value, 10) || null, token, ...(visitor ? { visitor } : {}) }));
   ws.onmessage = (ev) => (typeof ev.data === "string" ? onJson(JSON.parse(ev.data)) : onBinary(ev.data));
-  ws.onclose = (ev) => { setStatus(`disconnected${ev.reason ? ": " + ev.reason : ""}`); for (const id of ["text", "send", "mic"]) $(id).disabled = true; };
+  ws.onclose = (ev) => { setStatus(`disconnected${ev.reason ? ": " + ev.reason : ""}`); for (const id of ["text", "send", "mic", "forget"]) $(id).disabled = true; };
 }
 
 function updateOffset(pts) {
@@ -104,7 +107,8 @@ function onJson(msg) {
   switch (msg.type) {
     case "welcome":
       setStatus(`connected: session ${msg.session}, ${msg.character}${msg.story_time ? ", chapter " + msg.story_time : ""}`);
-      for (const id of ["text", "send", "mic"]) $(id).disabled = false;
+      for (const id of ["text", "send", "mic", "forget"]) $(id).disabled = false;
+      if (msg.visitor) localStorage.setItem(VISITOR_KEY, msg.visitor);  // remembered next time, on this browser only
       $("asr-note").hidden = !!msg.speech_recognition;
       break;
     case "state": S.agentState = msg.state; metrics.states.push(msg.state); break;
@@ -123,6 +127,10 @@ function onJson(msg) {
     case "words": for (const [t, w] of msg.words) S.words.push({ t, w }); break;
     case "user_speaking": S.userSpeaking = msg.value; if (msg.value) S.userCaption = ""; break;
     case "transcript": S.userCaption = msg.text; if (msg.final) log("user", msg.text); break;
+    case "forgotten":
+      localStorage.removeItem(VISITOR_KEY);
+      log("system", "The character has forgotten everything you said in any session. The next connection starts as a new visitor.");
+      break;
     case "error": metrics.errors.push(msg.message); log("system", "error: " + msg.message); break;
     default: break;
   }
@@ -222,6 +230,11 @@ function frame() {
 }
 
 $("connect").addEventListener("click", connect);
+$("forget").addEventListener("click", () => {
+  if (S.ws && S.ws.readyState === WebSocket.OPEN && confirm("Delete everything the character remembers about you?")) {
+    S.ws.send(JSON.stringify({ type: "forget" }));
+  }
+});
 $("say").addEventListener("submit", sendText);
 $("mic").addEventListener("click", () => toggleMic().catch((e) => log("system", "microphone: " + e.message)));
 requestAnimationFrame(frame);
