@@ -11,6 +11,9 @@ A stage overrides ``process_frame`` (queued frames, in order) and may override
   emitted later.
 - Long work (an LLM call, speech synthesis) runs as a background job (``start_job``) so that clock
   ticks keep flowing: the face and body never freeze while the agent thinks.
+- A failure in ``process_frame`` or a job is reported upstream as an ``ErrorFrame`` and skipped (a
+  tick is still passed on). A stage that cannot go on pushes ``ErrorFrame(permanent=True)``
+  upstream instead; the session then ends (``anima.core.session``).
 """
 
 from __future__ import annotations
