@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from anima import __version__
+from anima.registry import add_backend_arguments
 
 # Modules that add their own subcommands with ``register(subparsers)``; each sets ``func`` on its
 # parsers (called with the parsed args, returns the exit code).
@@ -27,12 +28,10 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=960, help="video width in pixels (default 960)")
     p.add_argument("--height", type=int, default=540, help="video height in pixels (default 540)")
     p.add_argument("--seed", type=int, default=None, help="random seed for idle motion (default: the file's)")
-    p.add_argument("--thinker", default="scripted", help="thinker backend: scripted (replies from the file) or story")
     p.add_argument("--character", default="nemo", help="story thinker: persona (nemo, aronnax, conseil, ned)")
     p.add_argument("--story-time", type=int, default=None, help="story thinker: the character's present chapter (1-47)")
     p.add_argument("--world", type=Path, default=None, help="story thinker: world database (default: the shipped one)")
-    p.add_argument("--face", default="procedural", help="face animator (default: procedural)")
-    p.add_argument("--body", default="flood", help="body animator: flood (FloodDiffusion, shipped weights; default) or procedural")
+    add_backend_arguments(p, body_default="flood", thinker=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", type=Path, default=None, help="also write the session report as JSON here")
 
@@ -80,7 +79,7 @@ def _render(args: argparse.Namespace, conversation: Path) -> int:
     from anima.core.conversation import ConversationError
     from anima.core.session import SessionError
 
-    options = CascadeOptions(thinker=args.thinker, face=args.face, body=args.body, width=args.width,
+    options = CascadeOptions(thinker=args.thinker, face=args.face, body=args.body, talker=args.talker, engine=args.engine, width=args.width,
                              height=args.height, realtime=args.realtime, seed=args.seed, character=args.character,
                              story_time=args.story_time, world=args.world)
     if args.width < 320 or args.height < 240 or args.width % 2 or args.height % 2:
