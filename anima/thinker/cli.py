@@ -1,7 +1,10 @@
-"""Thinker commands for the ``anima`` CLI: ``anima world build|info`` and ``anima eval thinker``.
+"""Thinker commands for the ``anima`` CLI: ``anima world build|info``, ``anima memory list|forget``
+and ``anima eval thinker``.
 
     anima world build NOVEL_DIR -o world.db [--embedder minilm|hash] [--force] [--llm-url URL --llm-model M]
     anima world info world.db
+    anima memory list [--world PATH] [--json]         # who is remembered: sessions, turns, facts, last seen
+    anima memory forget VISITOR [--world PATH]        # delete everything of one visitor (or local user)
     anima eval thinker --suite DIR [--world world.db] [--no-gate] [--report out.json]
                        [--llm-url URL --llm-model M] [--judge-url URL --judge-model M]
 
@@ -69,6 +72,51 @@ def _world_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory_world(path: Path | None):
+    """The world file sessions write to for ``--world`` (as ``StoryThinker.create`` resolves it)."""
+    from anima.thinker.world import World
+
+    return World.open_memory(path)
+
+
+def _memory_list(args: argparse.Namespace) -> int:
+    from anima.thinker.memory import list_users
+    from anima.thinker.world import WorldError
+
+    try:
+        with _memory_world(args.world) as world:
+            users, where = list_users(world), world.path
+    except WorldError as exc:
+        return _error(str(exc))
+    if args.json:
+        print(json.dumps({"world": str(where), "users": users}, indent=2))
+        return 0
+    print(f"{where}: {len(users)} remembered")
+    if users:
+        width = max(len("visitor"), *(len(u["user"]) for u in users))
+        print(f"{'visitor':<{width}}  sessions  turns  facts  last seen")
+        for u in users:
+            print(f"{u['user']:<{width}}  {u['sessions']:>8}  {u['turns']:>5}  {u['facts']:>5}  {u['last_seen'] or '-'}")
+    return 0
+
+
+def _memory_forget(args: argparse.Namespace) -> int:
+    from anima.thinker.memory import check_user_id, forget
+    from anima.thinker.world import WorldError
+
+    try:
+        check_user_id(args.visitor)
+        with _memory_world(args.world) as world:
+            gone, where = forget(world, args.visitor), world.path
+    except (WorldError, ValueError) as exc:
+        return _error(str(exc))
+    if not gone.users:
+        print(f"{where}: nothing remembered of {args.visitor}")
+    else:
+        print(f"{where}: forgot {args.visitor}: {gone.sessions} sessions, {gone.turns} turns, {gone.facts} facts")
+    return 0
+
+
 def _eval_thinker(args: argparse.Namespace) -> int:
     from anima.thinker.training.evaluate import SUITE_DIR, Judge, SuiteError, format_report, load_suites, run_suites
     from anima.thinker.world import World, WorldError
@@ -99,7 +147,7 @@ def _add_llm_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``world`` (build, info) and ``eval`` (thinker) to the anima CLI."""
+    """Add ``world`` (build, info), ``memory`` (list, forget) and ``eval`` (thinker) to the anima CLI."""
     world = subparsers.add_parser("world", help="build or inspect a story world database",
                                   description="Story worlds: a novel's knowledge graph with story times (SQLite).")
     world_sub = world.add_subparsers(dest="world_command", required=True)
@@ -117,6 +165,22 @@ def register(subparsers) -> None:
     info = world_sub.add_parser("info", help="print a world's counts and metadata as JSON")
     info.add_argument("world", type=Path, help="world database")
     info.set_defaults(func=_world_info)
+
+    memory = subparsers.add_parser("memory", help="list or forget what sessions remember of visitors",
+                                   description="Session memory: what the story thinker remembers of each visitor "
+                                               "(sessions, turns, what they said about themselves).")
+    memory_sub = memory.add_subparsers(dest="memory_command", required=True)
+    where = "world sessions write to (default: the user copy of the shipped world; a shipped path means its copy)"
+    listing = memory_sub.add_parser("list", help="visitors remembered: sessions, turns, facts, last seen")
+    listing.add_argument("--world", type=Path, default=None, help=where)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=_memory_list)
+    forget = memory_sub.add_parser("forget", help="delete everything remembered of one visitor",
+                                   description="Delete a visitor's sessions, turns, facts and user node in one "
+                                               "transaction.")
+    forget.add_argument("visitor", help="visitor id (or a local user name, e.g. default)")
+    forget.add_argument("--world", type=Path, default=None, help=where)
+    forget.set_defaults(func=_memory_forget)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a module against its suites",
                                      description="Evaluation suites of the modules.")

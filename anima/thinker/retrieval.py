@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def visible(known_from: int, valid_until: int | None, story_time: int) -> bool:
 
 
 class VectorIndex:
-    """Exact cosine search over unit rows, with the gate as a mask. Append-only, thread-safe."""
+    """Exact cosine search over unit rows, with the gate as a mask. Thread-safe; rows are appended,
+    and dropped ones (a forgotten visitor's facts) are zeroed and masked out, never searched again."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -66,6 +68,7 @@ class VectorIndex:
         self.valid_until = np.zeros(0, dtype=np.int32)
         self.matrix = np.zeros((0, dim), dtype=np.float32)
         self.group = np.zeros(0, dtype=np.int64)  # e.g. the speaker of a line; -1 if unused
+        self.alive = np.zeros(0, dtype=bool)  # False for dropped rows
 
     def load(self, ids, known_from, valid_until, matrix, group=None) -> None:
         with self._lock:
@@ -74,6 +77,7 @@ class VectorIndex:
             self.valid_until = np.asarray([NEVER if v is None else v for v in valid_until], dtype=np.int32)
             self.matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1, self.dim)
             self.group = np.asarray(group if group is not None else [-1] * len(self.ids), dtype=np.int64)
+            self.alive = np.ones(len(self.ids), dtype=bool)
 
     def add(self, item_id: int, vector: np.ndarray, known_from: int, valid_until: int | None, group: int = -1) -> None:
         with self._lock:  # copy-on-write: a search in another thread keeps its own arrays
@@ -82,16 +86,26 @@ class VectorIndex:
             self.valid_until = np.append(self.valid_until, np.int32(NEVER if valid_until is None else valid_until))
             self.matrix = np.vstack([self.matrix, vector.reshape(1, self.dim).astype(np.float32)])
             self.group = np.append(self.group, group)
+            self.alive = np.append(self.alive, True)
+
+    def drop(self, item_ids) -> None:
+        """Forget rows: masked out of every search, their vectors zeroed."""
+        with self._lock:
+            rows = np.flatnonzero(np.isin(self.ids, np.asarray(list(item_ids), dtype=np.int64)))
+            if len(rows):
+                self.alive = self.alive.copy()  # copy-on-write, as ``add``
+                self.alive[rows] = False
+                self.matrix[rows] = 0.0
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def mask(self, story_time: int | None, gate: bool = True) -> np.ndarray:
         if not gate:
-            return np.ones(len(self.ids), dtype=bool)
+            return self.alive.copy()
         if story_time is None:
             raise ValueError("the gate needs a story time")
-        return (self.known_from <= story_time) & (self.valid_until > story_time)
+        return (self.known_from <= story_time) & (self.valid_until > story_time) & self.alive
 
     def search(self, query: np.ndarray, k: int, story_time: int | None, gate: bool = True,
                allow: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -194,6 +208,26 @@ class _Row:
     user_id: str | None = None
     audience: str | None = None
     speaker: str | None = None
+
+
+_shared: dict[tuple[str, bool, str], Retriever] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_retriever(world: World) -> Retriever:
+    """One retriever (vectors in memory) per world file and mode, shared by the thinkers of a process."""
+    key = (str(world.path.resolve()), world.readonly, world.meta.get("build_id", ""))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Retriever(world)
+        return _shared[key]
+
+
+def loaded_retrievers(path) -> list[Retriever]:
+    """This process's shared retrievers of the world file at ``path`` (to forget in them too)."""
+    where = str(Path(path).resolve())
+    with _shared_lock:
+        return [r for key, r in _shared.items() if key[0] == where]
 
 
 class Retriever:
@@ -379,7 +413,9 @@ class Retriever:
                     pool.setdefault(fid, row)
         candidates = []
         for fid, row_index in pool.items():
-            row = self.facts[fid]
+            row = self.facts.get(fid)
+            if row is None:  # forgotten since the mask was taken
+                continue
             lexical = float(bm25[row_index]) / best if best > 0 and row_index < n else 0.0
             linked = bool(focus & set(row.related))
             named = bool(set(mentioned) & set(row.related))
@@ -387,7 +423,9 @@ class Retriever:
             candidates.append((score + 0.3 * lexical + 0.05 * linked + 0.1 * named + 0.2 * context.get(fid, 0.0), fid))
         seen_text = set()
         for score, fid in sorted(candidates, reverse=True):
-            row = self.facts[fid]
+            row = self.facts.get(fid)
+            if row is None:
+                continue
             if row.text in seen_text:
                 continue
             seen_text.add(row.text)
@@ -412,8 +450,8 @@ class Retriever:
         allow = ~private
         if user_id is not None and private.any():
             for i in np.flatnonzero(private):
-                row = self.facts[int(ids[i])]
-                if row.user_id == user_id and (audience is None or row.audience == audience):
+                row = self.facts.get(int(ids[i]))  # None: forgotten
+                if row is not None and row.user_id == user_id and (audience is None or row.audience == audience):
                     allow[i] = True
         return allow
 
@@ -440,6 +478,23 @@ class Retriever:
             self.entities[entity_id] = _Row(description, known_from, None, name, None, "session", (entity_id,))
             self.kinds[entity_id] = kind
             self.entity_by_name[name] = entity_id
+
+    def drop_facts(self, fact_ids) -> None:
+        """Forget facts deleted from the world (a visitor forgotten, or past the retention limits)."""
+        fact_ids = list(fact_ids)
+        with self._lock:
+            for fid in fact_ids:
+                self.facts.pop(fid, None)
+            self.fact_index.drop(fact_ids)
+
+    def drop_entities(self, entity_ids) -> None:
+        """Forget entities deleted from the world (a forgotten visitor's user node)."""
+        with self._lock:
+            for eid in entity_ids:
+                row = self.entities.pop(eid, None)
+                self.kinds.pop(eid, None)
+                if row is not None and self.entity_by_name.get(row.name) == eid:
+                    del self.entity_by_name[row.name]
 
     @staticmethod
     def _hit(kind: str, item_id: int, row: _Row, score: float, cosine: float | None = None, context: float = 0.0) -> Hit:

@@ -3,6 +3,11 @@
     thinker = StoryThinker.create(character="nemo", story_time=12)          # shipped world, offline
     plan = thinker.respond("Who are you?", ThinkerContext(history=[...]))
 
+    # a live server: one memory per visitor (a random id the client keeps), never shared
+    thinker = StoryThinker.create("nemo", visitor=visitor_id, retention=Retention(max_turns=500))
+    thinker.forget()                         # the "forget me" button: this visitor's data deleted
+    forget_visitor(visitor_id, world=None)   # the same without a live thinker
+
     # with a chat model (llama.cpp, vLLM, Ollama, OpenAI): set these, or pass llm=LLMConfig(...)
     ANIMA_LLM_URL=http://localhost:8080/v1 ANIMA_LLM_MODEL=qwen2.5 anima render ... --thinker story
 
@@ -11,6 +16,9 @@ embedded responder (default) or the LLM responder answers from the gated retriev
 session state and anything the visitor said about themselves are written to the world database in
 one transaction. A failure anywhere gives an in-character fallback line, never an exception into
 the runtime. ``respond`` is thread-safe (one turn at a time per thinker).
+
+Sessions write to the user copy of a shipped world (``World.open_memory``), never to the shipped
+file; a world path of the caller's own is written as is.
 """
 
 from __future__ import annotations
@@ -27,16 +35,23 @@ from anima.thinker.embedded import EmbeddedResponder, Reply
 from anima.thinker.intent import Intent, read_intent
 from anima.thinker.llm import ChatClient, LLMConfig
 from anima.thinker.llm_responder import LLMResponder
-from anima.thinker.memory import SessionStore, ShortTermMemory
+from anima.thinker.memory import (
+    Forgotten,
+    Retention,
+    SessionStore,
+    ShortTermMemory,
+    check_user_id,
+    check_visitor_id,
+    forget,
+)
 from anima.thinker.persona import Persona, load_persona
-from anima.thinker.retrieval import Retriever
+from anima.thinker.retrieval import Retriever, shared_retriever
 from anima.thinker.world import World
 
 log = logging.getLogger(__name__)
 
 MIN_VOCABULARY = 5000  # words; below this the "word the novel never uses" signal is off
-_retrievers: dict[tuple[str, bool, str], Retriever] = {}
-_retrievers_lock = threading.Lock()
+LOCAL_USER = "default"  # the user of a local run (CLI render) when neither a visitor nor ANIMA_USER is given
 
 
 def llm_config_from_env() -> LLMConfig | None:
@@ -58,13 +73,14 @@ def check_story_time(story_time: object, chapters: int) -> int:
     return story_time
 
 
-def shared_retriever(world: World) -> Retriever:
-    """One retriever (vectors in memory) per world file and mode, shared by the thinkers of a process."""
-    key = (str(world.path.resolve()), world.readonly, world.meta.get("build_id", ""))
-    with _retrievers_lock:
-        if key not in _retrievers:
-            _retrievers[key] = Retriever(world)
-        return _retrievers[key]
+def forget_visitor(visitor: str, world: str | Path | World | None = None) -> Forgotten:
+    """Delete one visitor's memory (sessions, turns, facts, user node) from the world sessions write
+    to (``world`` as given to ``StoryThinker.create``), here and in this process's retrievers."""
+    check_visitor_id(visitor)
+    if isinstance(world, World):
+        return forget(world, visitor)
+    with World.open_memory(world) as opened:
+        return forget(opened, visitor)
 
 
 @dataclass
@@ -81,42 +97,55 @@ class StoryThinker:
     """A ``Thinker`` for a character of the novel at a story time (see the module docstring)."""
 
     def __init__(self, world: World, persona: Persona, story_time: int, retriever: Retriever,
-                 llm: LLMConfig | None = None, user_id: str = "default", remember: bool = True, gate: bool = True,
-                 memory_budget_tokens: int = 600) -> None:
+                 llm: LLMConfig | None = None, user_id: str = LOCAL_USER, remember: bool = True, gate: bool = True,
+                 memory_budget_tokens: int = 600, retention: Retention | None = None) -> None:
         self.world, self.persona, self.retriever = world, persona, retriever
         self.story_time = check_story_time(story_time, world.chapters)
         self.user_id, self.gate = user_id, gate
         self.memory = ShortTermMemory(budget_tokens=memory_budget_tokens, goals=list(persona.goals[:2]))
         self.embedded = EmbeddedResponder(retriever, persona)
         self.llm = LLMResponder(ChatClient(llm), retriever, persona, self.embedded) if llm else None
-        self.session = SessionStore(world, retriever, retriever.embedder, user_id, persona.key, self.story_time, remember)
+        self.session = SessionStore(world, retriever, retriever.embedder, user_id, persona.key, self.story_time, remember,
+                                    retention)
         self.last: TurnTrace | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def create(cls, character: str = "nemo", story_time: int | None = None, world: str | Path | World | None = None,
                user_id: str | None = None, remember: bool = True, gate: bool = True,
-               llm: LLMConfig | None = None) -> StoryThinker:
+               llm: LLMConfig | None = None, visitor: str | None = None,
+               retention: Retention | None = None) -> StoryThinker:
         """A thinker for ``character`` (nemo, aronnax, conseil, ned) at ``story_time`` (chapter 1..47;
         default: where this user's last session with the character left off, else the persona's
-        default). ``world``: a world file (default: the shipped one). The LLM backend comes from
-        ``llm`` or the ANIMA_LLM_* environment; without one the offline responder answers.
+        default). ``world``: a world file (default: the shipped one; sessions then write to the
+        user copy, never to the shipped file). The LLM backend comes from ``llm`` or the ANIMA_LLM_*
+        environment; without one the offline responder answers.
+
+        Whose memory: ``visitor``, a live visitor's id (8-64 characters of ``[A-Za-z0-9_-]``, a
+        random id the client keeps; a new id starts empty), else ``user_id`` (a local user), else
+        $ANIMA_USER, else the local user "default". A server must pass ``visitor``. ``retention``
+        bounds what is kept (default ``Retention()``: 500 turns a user, 90 days).
 
         Raises ValueError (PersonaError, WorldError) with a clear message on bad arguments."""
         persona = load_persona(character)
+        if visitor is not None:
+            if user_id is not None:
+                raise ValueError("give a visitor id or a user id, not both")
+            user = check_visitor_id(visitor)
+        else:
+            user = check_user_id(user_id or os.environ.get("ANIMA_USER") or LOCAL_USER)
         if isinstance(world, World):
             opened = world
-        elif world is None:
-            opened = World.open_default(readonly=not remember)
+        elif not remember:
+            opened = World.open_default(readonly=True) if world is None else World.open(Path(world), readonly=True)
         else:
-            opened = World.open(Path(world), readonly=not remember)
-        user = user_id or os.environ.get("ANIMA_USER", "default")
+            opened = World.open_memory(None if world is None else Path(world))
         if story_time is None:
             story_time = SessionStore.last_story_time(opened, user, persona.key) or persona.default_story_time
             story_time = min(max(1, story_time), opened.chapters)
         check_story_time(story_time, opened.chapters)
         return cls(opened, persona, story_time, shared_retriever(opened), llm or llm_config_from_env(), user,
-                   remember, gate)
+                   remember, gate, retention=retention)
 
     def _in_novel(self, word: str) -> bool:
         """Whether the novel uses ``word`` at all. A small world's vocabulary (a toy novel) is no
@@ -163,6 +192,13 @@ class StoryThinker:
             except Exception:  # memory is best-effort: the reply still goes out
                 log.exception("could not save the session turn")
             return reply.plan
+
+    def forget(self) -> Forgotten:
+        """Delete this thinker's user's memory (every session, turn and fact, with any character);
+        the conversation goes on, remembered no more."""
+        with self._lock:
+            self.memory = ShortTermMemory(budget_tokens=self.memory.budget_tokens, goals=list(self.persona.goals[:2]))
+            return self.session.forget()
 
     def close(self) -> None:
         self.world.close()

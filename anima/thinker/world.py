@@ -3,6 +3,11 @@
     world = World.open(path)                      # read-write (session memory is written here)
     world = World.open(path, readonly=True)       # evaluation, benchmarks
     world = World.open_default()                  # the shipped world, copied to ANIMA_HOME on first use
+    world = World.open_memory(path_or_None)       # where sessions write: the user copy of a shipped world
+
+The shipped worlds (``anima/assets/worlds/``, tracked in git) are never opened for writing: a
+session that uses one writes to the user's copy (``data_home()/worlds/NAME.db``), which holds the
+world plus that machine's session memory (see ``anima.thinker.memory``).
 
 Tables (``SCHEMA``): ``entities`` (characters, places, vessels, creatures, objects, users) with
 ``aliases``; ``facts`` (relation edges subject -> object, or attribute facts with no object);
@@ -32,7 +37,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-WORLD_ASSET = Path(__file__).resolve().parent.parent / "assets" / "worlds" / "twenty-thousand-leagues.db"
+SHIPPED_WORLDS = Path(__file__).resolve().parent.parent / "assets" / "worlds"
+WORLD_ASSET = SHIPPED_WORLDS / "twenty-thousand-leagues.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +90,11 @@ def data_home() -> Path:
         return Path(os.environ["ANIMA_HOME"])
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "anima"
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` is one of the worlds shipped with anima (read-only: sessions use a user copy)."""
+    return Path(path).resolve().parent == SHIPPED_WORLDS
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -146,6 +157,9 @@ class World:
         path = Path(path)
         if not path.is_file():
             raise WorldError(f"{path}: world file not found (build one with `anima world build NOVEL_DIR -o {path}`)")
+        if not readonly and is_shipped(path):
+            raise WorldError(f"{path}: a shipped world is read-only; sessions write to the user copy "
+                             "(World.open_memory or World.open_default)")
         try:
             conn = _connect(path, readonly)
             if not readonly:
@@ -167,6 +181,16 @@ class World:
         if readonly:
             return cls.open(WORLD_ASSET, readonly=True)
         return cls.open(user_copy(WORLD_ASSET))
+
+    @classmethod
+    def open_memory(cls, world: str | Path | None = None) -> World:
+        """The writable world that sessions remember in: the user copy of a shipped world (``None``:
+        the default one), or the caller's own world file as is."""
+        if world is None:
+            return cls.open_default()
+        if is_shipped(world):
+            return cls.open(user_copy(Path(world)))
+        return cls.open(world)
 
     def _adopt(self, conn: sqlite3.Connection) -> None:
         self._local.conn = conn
