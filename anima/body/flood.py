@@ -119,7 +119,9 @@ class FloodBody:
 
     @classmethod
     def load(cls, seed: int = 0, weights: str | Path = WEIGHTS, **kwargs) -> FloodBody:
-        """The shipped VAE + FloodDiffusion checkpoint (``weights``/vae and ``weights``/flood)."""
+        """A new session over the shipped VAE + FloodDiffusion checkpoint (``weights``/vae and
+        ``weights``/flood). The networks are loaded once per process and shared by every session
+        (``FloodWeights.load``); a session holds only its streams' state."""
         weights = Path(weights)
         stream = MotionStream.load(weights / "flood", weights / "vae", seed=seed)
         return cls(stream, **kwargs)
