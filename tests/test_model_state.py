@@ -70,6 +70,25 @@ def test_unils_sessions_interleaved_equal_each_alone(unils):
     assert not torch.equal(alone[0], alone[1])  # the check can fail: the sessions differ
 
 
+def test_unils_sessions_in_threads_equal_each_alone(unils):
+    """The server steps sessions in worker threads: the shared model is only read."""
+    refs = [torch.randn(1, 100, 50, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
+    audio = [_audio(20 + i, 120) for i in range(3)]
+    alone = [_run(unils, unils.new_state(refs[i], seed=i), *audio[i]) for i in range(3)]
+    got: dict[int, torch.Tensor] = {}
+
+    def session(i: int) -> None:
+        got[i] = _run(unils, unils.new_state(refs[i], seed=i), *audio[i])
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(3):
+        assert torch.equal(got[i], alone[i])
+
+
 def test_unils_reset_is_a_fresh_state(unils):
     ref = torch.randn(1, 100, 50)
     own, other = _audio(5, 60)
