@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ def train_loop(
             if state.step % 10 == 0 or state.step == total_steps:
                 state.history.append({"step": state.step, **losses})
             if main:
-                line = {"step": state.step, **losses, "lr": optimizer.param_groups[0]["lr"],
+                finite = {k: (v if math.isfinite(v) else None) for k, v in losses.items()}  # strict JSON: NaN -> null
+                line = {"step": state.step, **finite, "lr": optimizer.param_groups[0]["lr"],
                         "elapsed_s": round(time.perf_counter() - t0, 3)}
                 with metrics.open("a") as f:  # opened per line: the file survives checkpoint swaps
                     f.write(json.dumps(line) + "\n")

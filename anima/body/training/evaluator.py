@@ -140,7 +140,7 @@ def train_evaluator(args: argparse.Namespace) -> int:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": float(loss)}
+        return {"loss": loss.item()}
 
     train_loop(model, optimizer, step, args.steps, args.out, {"evaluator": asdict(config)}, save_every=args.save_every,
                desc="evaluator", progress=not args.quiet, rngs=[rng])

@@ -133,7 +133,7 @@ def train_vae(args: argparse.Namespace) -> int:
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        return {k: float(v) for k, v in losses.items()}
+        return {k: v.item() for k, v in losses.items()}
 
     def extra() -> dict:
         vae.eval()
@@ -268,7 +268,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return {"loss": float(loss)}
+        return {"loss": loss.item()}
 
     train_loop(model, optimizer, step, args.steps, args.out, {"dit": config.__dict__, "method": method},
                save_every=args.save_every, desc=method, extra=lambda: {"kind": method, "vae": str(args.vae)},
