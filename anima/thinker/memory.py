@@ -179,6 +179,8 @@ def prune(world: World, retention: Retention, user_id: str | None = None,
     entities: list[int] = []
     out = Forgotten()
     with transaction(world.conn) as c:
+        # Not in SCHEMA (that would change every build): the memory file gets it on first use.
+        c.execute("CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at)")
         cutoff = _cutoff(retention.max_age_days)
         stale = [r[0] for r in c.execute("SELECT DISTINCT user_id FROM sessions WHERE updated_at < ?", (cutoff,))]
         for sid_user in stale:
