@@ -92,7 +92,9 @@ class MotionTextEvaluator(nn.Module):
 
 def majority_text(clip, start: int, length: int) -> str:
     texts = clip.frame_texts()[start:start + length]
-    return max(set(texts), key=texts.count)
+    # dict.fromkeys keeps first-seen order, so a tie goes to the earlier text in every process
+    # (max over a set depended on the per-process string hash: windows and scores moved run to run).
+    return max(dict.fromkeys(texts), key=texts.count)
 
 
 def sample_windows(data: MotionDataset, split: str, length: int, per_clip: int, seed: int) -> list[tuple[int, int, str]]:
