@@ -164,11 +164,11 @@ def test_training_commands_resume_export_and_experiment(tiny_corpus, tmp_path):
 
 
 def _train_export_and_score(tiny_corpus: Path, out: Path) -> None:
+    from anima.checkpoint import read_config
     from anima.face.training.experiment import markdown_tables, run_experiment
     from anima.face.training.export import export_weights
     from anima.face.training.train import train_onestage, train_quantizer, train_stage1, train_stage2
     from anima.face.unils import UniLSFace
-    from anima.train.checkpoint import read_config
 
     report = train_quantizer(tiny_corpus, out / "q", steps=20, batch=4, overrides=["hidden=32"], progress=False)
     assert report["frames"] > 0 and np.isfinite(report["jaw_open_rmse_deg"])

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from anima.checkpoint import CheckpointError
 from anima.train import load_checkpoint, save_checkpoint, train_loop
-from anima.train.checkpoint import CheckpointError
 
 pytestmark = pytest.mark.unit
 

@@ -34,8 +34,8 @@ def _build(args: argparse.Namespace) -> int:
 
 def _train(kind: str):
     def run(args: argparse.Namespace) -> int:
+        from anima.checkpoint import CheckpointError
         from anima.face.training.train import run_command
-        from anima.train.checkpoint import CheckpointError
 
         try:
             return run_command(kind, args)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file
 
+from anima.checkpoint import read_config
 from anima.core.frames.audio import SpeechEvent
 from anima.core.plan import EMOTIONS, GAZE_TARGETS
 from anima.face import motion as motion_space
@@ -43,7 +44,6 @@ from anima.face.emotion_blend import EmotionBlend
 from anima.face.listening import GAZE_DIRECTIONS
 from anima.face.model.unils import SamplingConfig, UniLS
 from anima.face.procedural import EMOTION_POSES
-from anima.train.checkpoint import read_config
 
 logger = logging.getLogger(__name__)
 

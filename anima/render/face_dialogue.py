@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def _load(weights: str | Path | None) -> tuple[UniLS, dict[str, np.ndarray], dict]:
     from safetensors.numpy import load_file
 
-    from anima.face.training.train import load_unils
+    from anima.face.model.unils import load_unils
 
     directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     model, meta = load_unils(directory)

@@ -6,7 +6,7 @@ step (forward, backward, optimizer step) and returns its losses. The loop:
 - resumes from the checkpoint in ``out_dir`` (weights, optimizer, and the random state of the
   torch generator and of the samplers' numpy generators passed as ``rngs``, so a resumed run
   continues exactly as an uninterrupted one would);
-- checkpoints every ``save_every`` steps and at the end (atomically, ``anima.train.checkpoint``);
+- checkpoints every ``save_every`` steps and at the end (atomically, ``anima.checkpoint``);
 - appends one JSON line per step to ``out_dir/metrics.jsonl`` ({"step", losses..., "lr", "elapsed_s"}),
   cut back to the checkpoint's step on resume so the file never holds steps the weights do not;
 - when distributed (``anima.train.distributed``), averages the logged losses over ranks, and only
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from anima.checkpoint import load_checkpoint, save_checkpoint
 from anima.train import distributed
-from anima.train.checkpoint import load_checkpoint, save_checkpoint
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -43,7 +43,7 @@ from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
 from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.body.text import TEXT_DIM, TextEncoder
-from anima.train.checkpoint import load_weights
+from anima.checkpoint import load_weights
 
 FRAMES_PER_TOKEN = MotionVAE.DOWNSAMPLE
 

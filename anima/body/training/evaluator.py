@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from anima.body.data.dataset import MotionDataset
 from anima.body.data.humanml3d import FEATURE_DIM
 from anima.body.text import TEXT_DIM
+from anima.body.training.data import load_data
 from anima.train import apply_overrides, distributed, load_weights, train_loop
 
 
@@ -111,8 +112,6 @@ def sample_windows(data: MotionDataset, split: str, length: int, per_clip: int, 
 
 
 def train_evaluator(args: argparse.Namespace) -> int:
-    from anima.body.training.train import load_data
-
     config = apply_overrides(EvaluatorConfig(), args.set)
     data = load_data(args)
     device = torch.device(getattr(args, "device", "cpu"))

@@ -27,28 +27,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anima.body.data.dataset import MotionDataset, load_dataset
+from anima.body.data.dataset import MotionDataset
 from anima.body.data.humanml3d import recover_from_ric
 from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import make_schedule
 from anima.body.model.vae import MotionVAE, VAEConfig
 from anima.body.paths import OUT
 from anima.body.text import TEXT_DIM
+from anima.body.training.data import load_data
 from anima.body.training.options import TRAIN_DEFAULTS, add_train_arguments
 from anima.train import apply_overrides, distributed, load_weights, train_loop
 
 log = logging.getLogger(__name__)
-
-
-def load_data(args: argparse.Namespace) -> MotionDataset:
-    """The dataset cache; under torchrun rank 0 builds it (if missing) before the others read it."""
-    main = distributed.is_main()
-    if not main:
-        distributed.barrier()
-    data = load_dataset(args.data, args.mocap, progress=not args.quiet and main)
-    if main:
-        distributed.barrier()
-    return data
 
 
 # --- VAE -----------------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from anima.checkpoint import load_weights, read_config
 from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
-from anima.train.checkpoint import load_weights, read_config
 
 # ---------------------------------------------------------------------------------------------
 # Blocks

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from anima.face.data.corpus import Track, load_tracks
-from anima.face.model.unils import SamplingConfig, UniLS
+from anima.face.model.unils import SamplingConfig, UniLS, load_unils
 from anima.face.training.metrics import TrackPair, evaluate
-from anima.face.training.train import load_unils
 
 STYLE_FRAMES = 100
 SILENCE = -2.0  # log-mel feature of digital silence

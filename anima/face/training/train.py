@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from anima.checkpoint import CheckpointError, read_config
 from anima.face import motion as motion_space
 from anima.face.data.corpus import Track, load_tracks
 from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
 from anima.face.model.unils import UniLS, UniLSConfig, load_unils
 from anima.face.training.options import add_arguments
 from anima.train import apply_overrides, distributed, load_weights, save_checkpoint, train_loop
-from anima.train.checkpoint import CheckpointError, read_config
 
 logger = logging.getLogger(__name__)
 
