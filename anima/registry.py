@@ -87,6 +87,7 @@ class ThinkerSpec:
     story_time: int | None = None  # the character's narrative present (chapter); None = the persona's default
     world: Path | None = None  # world database; None = the shipped one
     script: list[ActionPlan] | None = None  # the scripted thinker's replies, from a conversation file
+    visitor: str | None = None  # a live visitor's id: whose memory (None = the local user)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _scripted_thinker(spec: ThinkerSpec) -> Thinker:
 def _story_thinker(spec: ThinkerSpec) -> Thinker:
     from anima.thinker.story import StoryThinker
 
-    return StoryThinker.create(character=spec.character, story_time=spec.story_time, world=spec.world)
+    return StoryThinker.create(character=spec.character, story_time=spec.story_time, world=spec.world, visitor=spec.visitor)
 
 
 THINKERS.register("scripted", "replies written in the conversation file", _scripted_thinker, live=False)

@@ -1,14 +1,20 @@
 """Load benchmark for ``anima serve``: N concurrent WebSocket sessions on loopback for M minutes.
 
-    python benchmarks/serve_load.py --sessions 4 --minutes 2 [--thinker repeat|story] [--body procedural|flood]
+    python benchmarks/serve_load.py --sessions 16 --minutes 5                 # story thinker, procedural body
+    python benchmarks/serve_load.py --sessions 8 --minutes 2 --hostile 1      # plus one client flooding at its limit
+    python benchmarks/serve_load.py --thinker repeat --body flood             # a fixed reply; the learned body
 
-The server runs in its own process (as in production); each simulated client is a browser stand-in:
-it streams microphone audio in real time (40 ms messages: room noise, and now and then the user
-cutting in while the agent speaks), types a question every few seconds, and records what comes
-back. Reported per session: real-time factor (motion frames received / frames due), late frames
-(arriving > 100 ms after the clock says they are due), dropped frames (gaps in tick numbers),
-reply latency (typed text sent -> first agent audio received), barge-in latency (the server's
-measure, onset -> silent), and the server's memory growth. Prints a table, writes JSON.
+The server runs in its own process (as in production), warmed up and with its long-lived objects
+frozen out of the garbage collector, exactly as ``anima serve`` starts. Each simulated client is a
+browser stand-in with its own visitor id: it streams microphone audio in real time (40 ms messages:
+room noise, and now and then the user cutting in while the agent speaks), types a question every
+few seconds, and records what comes back. A hostile client (``--hostile``) sends valid messages as
+fast as the server's rate limit allows (pings, typed text at its own limit, audio at real time).
+
+Reported per session: motion frames received and due, frames later than 60 ms and 200 ms (arrival
+against the session's best-case arrival time, so a pause anywhere on the path counts), gaps in tick
+numbers, reply latency p50/p95/max (typed text -> first agent audio), barge-ins; for the server:
+RSS over time (growth after warm-up) and its garbage-collector pauses. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +35,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-QUESTIONS = ["Tell me about the sea.", "What is the Nautilus made of?", "Where are we going now?", "Why do you avoid the land?"]
+QUESTIONS = ["Tell me about the sea.", "What is the Nautilus made of?", "Where are we going now?",
+             "Why do you avoid the land?", "Who is Ned Land?", "What do you eat on board?",
+             "How deep can the Nautilus dive?", "What is your name?"]
 REPLY = ("The sea is everything. It covers seven tenths of the globe, its breath is pure and healthy, "
          "and in it I am free, far from the tyrants of the land.")
+LATE_MS = (60, 200)
 
 
 def rss_mb(pid: int) -> float:
@@ -37,55 +48,62 @@ def rss_mb(pid: int) -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def serve_child(port: int, thinker: str, body: str = "procedural") -> None:
-    """Run the server in this process until killed."""
+def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc_json: str) -> None:
+    """Run the server in this process until SIGTERM, then write its GC pauses to ``gc_json``."""
     import uvicorn
 
-    from anima.serve.app import ServeConfig, create_app
+    from anima.serve.app import ServeConfig, create_app, warm_up
+    from anima.serve.gcstats import GCPauses
+    from anima.serve.server import uvicorn_config
     from anima.testing.server import RepeatingThinker
 
     factory = (lambda hello: RepeatingThinker(REPLY)) if thinker == "repeat" else None
-    app = create_app(ServeConfig(port=port, thinker_factory=factory, max_sessions=64, body=body))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=64 * 1024)
+    os.environ["ANIMA_HOME"] = data_dir  # visitors' memories go to a scratch copy of the world
+    config = ServeConfig(port=port, thinker_factory=factory, max_sessions=64, body=body, face=face)
+    app = create_app(config)
+    print(f"warm-up {warm_up(config):.1f} s", file=sys.stderr, flush=True)
+    pauses = GCPauses().start()
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
+
+    def stop(*_: object) -> None:
+        Path(gc_json).write_text(json.dumps(pauses.summary()))
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    server.run()
 
 
-async def client(address: str, index: int, seconds: float, speech: np.ndarray) -> dict:
+async def client(address: str, index: int, seconds: float, speech: np.ndarray, hostile: bool = False) -> dict:
     import websockets
 
     from anima.serve.protocol import HEADER, BinaryKind, decode_binary
 
     rng = np.random.default_rng(index)
-    stats = {"motion": 0, "late": 0, "dropped": 0, "replies": [], "audio_msgs": 0, "interrupts": 0, "errors": 0, "barge_in": []}
+    stats: dict = {"hostile": hostile, "replies": [], "interrupts": 0, "errors": 0, "barge_in": [], "sent": 0}
+    arrivals: list[tuple[float, float, int]] = []  # (arrival wall time, pts, tick) of every motion frame
     onset_pts: float | None = None
+    visitor = f"load-{os.getpid()}-{index:03d}"
     async with websockets.connect(f"ws://{address}/ws", max_size=2**20) as ws:
-        await ws.send(json.dumps({"type": "hello", "version": 1, "character": "nemo"}))
-        json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "hello", "version": 1, "character": "nemo", "visitor": visitor}))
+        welcome = json.loads(await ws.recv())
+        if welcome["type"] != "welcome":
+            raise RuntimeError(f"client {index}: {welcome}")
         t0 = time.monotonic()
-        clock0: float | None = None  # wall time of media time 0, estimated from the earliest frame
-        last_tick = None
         pending_text: float | None = None
         agent_speaking = False
         barge_plan: list[np.ndarray] = []
 
         async def receive() -> None:
-            nonlocal clock0, last_tick, pending_text, agent_speaking, onset_pts
+            nonlocal pending_text, agent_speaking, onset_pts
             async for msg in ws:
                 now = time.monotonic()
                 if isinstance(msg, bytes):
                     kind, ident, pts, _ = decode_binary(msg)
                     if kind == BinaryKind.MOTION:
-                        stats["motion"] += 1
-                        clock0 = now - pts if clock0 is None else min(clock0, now - pts)
-                        if now - (clock0 + pts) > 0.1:
-                            stats["late"] += 1
-                        if last_tick is not None and ident > last_tick + 1:
-                            stats["dropped"] += ident - last_tick - 1
-                        last_tick = ident
-                    elif kind == BinaryKind.AGENT_AUDIO:
-                        stats["audio_msgs"] += 1
-                        if pending_text is not None and ident:
-                            stats["replies"].append(now - pending_text)
-                            pending_text = None
+                        arrivals.append((now, pts, ident))
+                    elif kind == BinaryKind.AGENT_AUDIO and pending_text is not None and ident:
+                        stats["replies"].append(now - pending_text)
+                        pending_text = None
                 else:
                     m = json.loads(msg)
                     if m["type"] == "agent_started":
@@ -102,11 +120,25 @@ async def client(address: str, index: int, seconds: float, speech: np.ndarray) -
                         stats["errors"] += 1
 
         receiver = asyncio.create_task(receive())
-        seq, next_text, cut_in_done = 0, 1.0 + index * 0.7, 0
+        seq, next_text, cut_in_done, step = 0, 1.0 + index * 0.7, 0, 0
+        period = 1 / 75 if hostile else 0.04  # the hostile client stays just under the 80 msg/s rate limit
         while time.monotonic() - t0 < seconds:
             elapsed = time.monotonic() - t0
+            if hostile:
+                if step % 3 == 0:  # microphone audio at real time (1 in 3 messages at 75/s = 25/s)
+                    pcm = (rng.standard_normal(960) * 3e-3 * 32767).astype("<i2")
+                    await ws.send(HEADER.pack(int(BinaryKind.USER_AUDIO), 1, 0, seq, 0.0) + pcm.tobytes())
+                    seq += 1
+                elif step % 75 == 1:  # typed text at its own limit, one a second
+                    await ws.send(json.dumps({"type": "text", "text": QUESTIONS[step % len(QUESTIONS)]}))
+                else:
+                    await ws.send(json.dumps({"type": "ping", "t": elapsed}))
+                step += 1
+                stats["sent"] += 1
+                await asyncio.sleep(max(0.0, t0 + step * period - time.monotonic()))
+                continue
             if elapsed >= next_text and pending_text is None and not agent_speaking:
-                await ws.send(json.dumps({"type": "text", "text": QUESTIONS[seq % len(QUESTIONS)]}))
+                await ws.send(json.dumps({"type": "text", "text": QUESTIONS[(seq + index) % len(QUESTIONS)]}))
                 pending_text = time.monotonic()
                 next_text = elapsed + 9.0
             if agent_speaking and not barge_plan and cut_in_done < seconds // 20 and rng.random() < 0.01:
@@ -116,74 +148,128 @@ async def client(address: str, index: int, seconds: float, speech: np.ndarray) -
             pcm = (np.clip(np.pad(chunk, (0, 960 - chunk.size)), -1, 1) * 32767).astype("<i2")
             await ws.send(HEADER.pack(int(BinaryKind.USER_AUDIO), 1, 0, seq, 0.0) + pcm.tobytes())
             seq += 1
+            stats["sent"] += 1
             await asyncio.sleep(max(0.0, t0 + seq * 0.04 - time.monotonic()))
         duration = time.monotonic() - t0
         receiver.cancel()
-    stats["duration_s"] = duration
-    stats["rtf"] = stats["motion"] / (duration * 25)
+    stats.update(_frame_stats(arrivals, duration))
     return stats
 
 
-async def run_clients(address: str, sessions: int, seconds: float) -> list[dict]:
+def _frame_stats(arrivals: list[tuple[float, float, int]], duration: float) -> dict:
+    """Lateness of each motion frame against the session's best-case arrival (arrival - pts, minimum)."""
+    if not arrivals:
+        return {"motion": 0, "due": round(duration * 25), "late_ms": {str(k): 0 for k in LATE_MS}, "max_late_ms": None, "dropped": 0}
+    a = np.array(arrivals)
+    offset = a[:, 0] - a[:, 1]
+    late_ms = (offset - offset.min()) * 1000
+    ticks = a[:, 2].astype(np.int64)
+    return {
+        "motion": len(a), "due": round(duration * 25),
+        "late_ms": {str(k): int((late_ms > k).sum()) for k in LATE_MS},
+        "max_late_ms": float(late_ms.max()), "p99_late_ms": float(np.percentile(late_ms, 99)),
+        "dropped": int(np.clip(np.diff(ticks) - 1, 0, None).sum()),
+    }
+
+
+async def run_clients(address: str, sessions: int, hostile: int, seconds: float) -> list[dict]:
     from anima.talker.espeak import EspeakTTS
 
     speech = EspeakTTS().synthesize("Wait, wait, let me ask something else.", voice="en-us+f3").samples
-    return await asyncio.gather(*[client(address, i, seconds, speech) for i in range(sessions)])
+    tasks = [client(address, i, seconds, speech) for i in range(sessions)]
+    tasks += [client(address, sessions + i, seconds, speech, hostile=True) for i in range(hostile)]
+    return await asyncio.gather(*tasks)
+
+
+def _pct(values: list[float], q: float) -> str:
+    return f"{np.percentile(values, q) * 1000:.0f}" if values else "-"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sessions", type=int, default=4)
+    ap.add_argument("--sessions", type=int, default=4, help="ordinary sessions")
+    ap.add_argument("--hostile", type=int, default=0, help="extra clients flooding valid messages at their limits")
     ap.add_argument("--minutes", type=float, default=2.0)
-    ap.add_argument("--thinker", choices=["repeat", "story"], default="repeat",
-                    help="repeat: a fixed reply (measures the runtime and transport); story: the embedded story thinker")
-    ap.add_argument("--body", choices=["procedural", "flood"], default="procedural",
-                    help="body animator of every session (flood: one FloodDiffusion stream per session)")
+    ap.add_argument("--thinker", choices=["story", "repeat"], default="story",
+                    help="story: the embedded story thinker (default); repeat: a fixed reply (the runtime and transport only)")
+    ap.add_argument("--body", choices=["procedural", "flood"], default="procedural", help="every session's body")
+    ap.add_argument("--face", choices=["procedural", "unils"], default="procedural", help="every session's face")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
     ap.add_argument("--serve-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--gc-json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_child:
-        serve_child(args.serve_child, args.thinker, args.body)
+        serve_child(args.serve_child, args.thinker, args.body, args.face, args.data_dir, args.gc_json)
         return
-    if not 1 <= args.sessions <= 64 or not 0 < args.minutes <= 30:
-        ap.error("--sessions must be 1..64 and --minutes 0..30 (bounded load on loopback only)")
+    if not 1 <= args.sessions <= 64 or not 0 <= args.hostile <= 4 or not 0 < args.minutes <= 30:
+        ap.error("--sessions 1..64, --hostile 0..4, --minutes 0..30 (bounded load on loopback only)")
+
+    import httpx
 
     from anima.testing.server import free_port
 
     port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="anima-load-"))
+    gc_json = tmp / "gc.json"
     server = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), "--thinker", args.thinker,
-                               "--body", args.body])
+                               "--body", args.body, "--face", args.face, "--data-dir", str(tmp / "data"),
+                               "--gc-json", str(gc_json)])
+    rss: list[tuple[float, float]] = []
     try:
-        import httpx
-
-        for _ in range(200):
+        for _ in range(600):
             try:
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        rss0 = rss_mb(server.pid)
-        results = asyncio.run(run_clients(f"127.0.0.1:{port}", args.sessions, args.minutes * 60))
-        rss1 = rss_mb(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        t0 = time.monotonic()
 
-    print(f"serve load: {args.sessions} sessions x {args.minutes:g} min on loopback, thinker={args.thinker}, "
-          f"body={args.body}, {os.cpu_count()} cores")
-    print(f"{'session':>7} {'RTF':>6} {'motion':>7} {'late %':>7} {'dropped':>8} {'reply ms (median)':>18} {'barge-ins':>9} {'barge-in ms':>12} {'errors':>6}")
+        async def sample_rss() -> None:
+            while True:
+                rss.append((round(time.monotonic() - t0, 1), round(rss_mb(server.pid), 1)))
+                await asyncio.sleep(5.0)
+
+        async def everything() -> list[dict]:
+            sampler = asyncio.create_task(sample_rss())
+            try:
+                return await run_clients(f"127.0.0.1:{port}", args.sessions, args.hostile, args.minutes * 60)
+            finally:
+                sampler.cancel()
+
+        results = asyncio.run(everything())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    gc_pauses = json.loads(gc_json.read_text()) if gc_json.is_file() else {}
+
+    print(f"serve load: {args.sessions} sessions + {args.hostile} hostile x {args.minutes:g} min on loopback, "
+          f"thinker={args.thinker}, face={args.face}, body={args.body}, {os.cpu_count()} cores")
+    print(f"{'session':>7} {'frames':>7} {'due':>6} {'>60ms':>6} {'>200ms':>7} {'max ms':>7} {'gaps':>5} "
+          f"{'reply p50':>9} {'p95':>5} {'max':>5} {'barge-ins':>9} {'errors':>6}")
     for i, r in enumerate(results):
-        reply = f"{np.median(r['replies']) * 1000:.0f}" if r["replies"] else "-"
-        barge = ", ".join(f"{x * 1000:.0f}" for x in r["barge_in"]) or "-"
-        print(f"{i:7d} {r['rtf']:6.3f} {r['motion']:7d} {100 * r['late'] / max(1, r['motion']):7.2f} {r['dropped']:8d} {reply:>18} {r['interrupts']:9d} {barge:>12} {r['errors']:6d}")
-    all_replies = [x for r in results for x in r["replies"]]
-    late = sum(r["late"] for r in results) / max(1, sum(r["motion"] for r in results))
-    print(f"\nlate frames overall {100 * late:.2f} %, dropped {sum(r['dropped'] for r in results)}, "
-          f"reply latency median {np.median(all_replies) * 1000:.0f} ms p95 {np.percentile(all_replies, 95) * 1000:.0f} ms, "
-          f"server RSS {rss0:.0f} -> {rss1:.0f} MB")
+        print(f"{i:7d}{'h' if r['hostile'] else ' '}{r['motion']:6d} {r['due']:6d} {r['late_ms']['60']:6d} "
+              f"{r['late_ms']['200']:7d} {r['max_late_ms'] or 0:7.0f} {r['dropped']:5d} {_pct(r['replies'], 50):>9} "
+              f"{_pct(r['replies'], 95):>5} {_pct(r['replies'], 100):>5} {r['interrupts']:9d} {r['errors']:6d}")
+    ordinary = [r for r in results if not r["hostile"]]
+    replies = [x for r in ordinary for x in r["replies"]]
+    worst_60 = max(r["late_ms"]["60"] / max(1, r["motion"]) for r in ordinary)
+    total_200 = sum(r["late_ms"]["200"] for r in ordinary)
+    warm = [m for t, m in rss if t >= min(60.0, args.minutes * 30)] or [m for _, m in rss]
+    growth = (warm[-1] - warm[0]) / warm[0] if warm else 0.0
+    print(f"\nordinary sessions: worst session {100 * worst_60:.3f} % of frames > 60 ms late, {total_200} frames > 200 ms; "
+          f"reply p50 {_pct(replies, 50)} ms p95 {_pct(replies, 95)} ms max {_pct(replies, 100)} ms")
+    print(f"server RSS {rss[0][1] if rss else 0:.0f} -> {rss[-1][1] if rss else 0:.0f} MB "
+          f"(after warm-up {warm[0] if warm else 0:.0f} -> {warm[-1] if warm else 0:.0f} MB, {100 * growth:+.1f} %); "
+          f"GC: {gc_pauses.get('collections', {})} collections, longest pause {gc_pauses.get('max_ms', 0):.1f} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"sessions": args.sessions, "minutes": args.minutes, "thinker": args.thinker, "body": args.body,
-                                     "late_fraction": late, "rss_mb": [rss0, rss1], "clients": results}, indent=2))
+    args.json.write_text(json.dumps({
+        "sessions": args.sessions, "hostile": args.hostile, "minutes": args.minutes, "thinker": args.thinker,
+        "face": args.face, "body": args.body, "cores": os.cpu_count(), "worst_session_late60_fraction": worst_60,
+        "late200_frames": total_200, "reply_p50_s": float(np.percentile(replies, 50)) if replies else None,
+        "reply_p95_s": float(np.percentile(replies, 95)) if replies else None,
+        "reply_max_s": float(max(replies)) if replies else None, "rss_mb": rss, "rss_growth_after_warmup": growth,
+        "gc": gc_pauses, "clients": results}, indent=2))
     print(f"wrote {args.json}")
 
 

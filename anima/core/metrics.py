@@ -18,9 +18,20 @@ class SessionMetrics:
     barge_in_wall_latency_s: list[float] = field(default_factory=list)
     underrun_ticks: int = 0  # ticks where the agent was mid-utterance but audio was missing
     late_ticks: int = 0  # live: ticks the driver started after their deadline
+    tick_lateness_max_s: float = 0.0  # live: the latest a tick started after its deadline
+    ticks_late_60ms: int = 0  # live: ticks started more than 60 ms late (an audible or visible stall)
+    ticks_late_200ms: int = 0
     dropped_frames: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     media_s: float = 0.0
     wall_s: float = 0.0
+
+    def add_tick_lateness(self, late_ns: int, tick_ns: int) -> None:
+        """Record how late (ns, <= 0 = on time) the driver started a tick."""
+        if late_ns > tick_ns // 2:
+            self.late_ticks += 1
+        self.tick_lateness_max_s = max(self.tick_lateness_max_s, late_ns / NS_PER_S)
+        self.ticks_late_60ms += late_ns > 60_000_000
+        self.ticks_late_200ms += late_ns > 200_000_000
 
     def add_compute(self, stage: str, ns: int) -> None:
         self.compute_s[stage] += ns / NS_PER_S

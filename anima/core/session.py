@@ -102,8 +102,7 @@ class Session:
         try:
             while k < self.max_ticks and self.failure is None and not self.source.finished(k * tick_ns):
                 pts = k * tick_ns
-                if await clock.wait_until(pts) > tick_ns // 2:
-                    self.pipeline.metrics.late_ticks += 1
+                self.pipeline.metrics.add_tick_lateness(await clock.wait_until(pts), tick_ns)
                 for frame in self.source.frames_for_tick(pts, tick_ns):
                     await self.pipeline.push(frame)
                 await self.pipeline.push(TickFrame(k, tick_ns, pts_ns=pts))

@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse
 
 from anima.core.clock import MediaClock
 from anima.core.history import ConversationHistory
 from anima.core.session import Session
-from anima.registry import ENGINES, THINKERS, AgentChoice, ThinkerSpec
+from anima.registry import BODIES, ENGINES, FACES, THINKERS, AgentChoice, ThinkerSpec
 from anima.serve.access import TOKEN_COOKIE, check_token, normalise_origin, origin_allowed
 from anima.serve.limits import log_limited
 from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
@@ -36,6 +39,8 @@ from anima.serve.protocol import (
     PROTOCOL_VERSION,
     Hello,
     ProtocolError,
+    new_visitor_id,
+    parse_forget,
     parse_hello,
     parse_json,
     parse_ping,
@@ -75,6 +80,8 @@ class ServeConfig:
     audio_lead_s: float = 1.0  # how far a client's microphone audio may run ahead of real time
     rate_per_s: float = 80.0  # client messages per second (microphone sends 25)
     burst: int = 80
+    text_per_s: float = 1.0  # typed messages per second (each one is a user turn the thinker answers)
+    text_burst: int = 3
     max_errors: int = 10  # protocol errors before the session is closed
     max_outgoing: int = 2000  # queued messages before a slow client is dropped
     hello_timeout_s: float = 10.0
@@ -93,7 +100,7 @@ class ServeConfig:
         """The registry choice for one session (the visitor's character and story time)."""
         spec = ThinkerSpec(world=self.world)
         if hello is not None:
-            spec.character, spec.story_time = hello.character, hello.story_time
+            spec.character, spec.story_time, spec.visitor = hello.character, hello.story_time, hello.visitor
         return AgentChoice(engine=self.engine, thinker=self.thinker, talker=self.talker, face=self.face,
                            body=self.body, voice=voice, seed=seed, thinker_spec=spec)
 
@@ -119,6 +126,45 @@ def _default_thinker(config: ServeConfig, hello: Hello) -> Thinker:
     if config.thinker_factory is not None:
         return config.thinker_factory(hello)
     return THINKERS.create(config.thinker, spec=config.agent(hello, 0, DEFAULT_VOICE).thinker_spec)
+
+
+def _forget(thinker: Thinker) -> dict[str, int]:
+    """Delete what ``thinker`` remembers of its visitor; row counts (zeros for a thinker without memory)."""
+    forget = getattr(thinker, "forget", None)
+    if forget is None:
+        return {"sessions": 0, "turns": 0, "facts": 0}
+    gone = forget()
+    return {"sessions": gone.sessions, "turns": gone.turns, "facts": gone.facts}
+
+
+def warm_up(config: ServeConfig) -> float:
+    """Load everything a session needs before the first visitor, then freeze it out of the GC.
+
+    The first visitor's welcome no longer waits for models (it took 3 s), and the garbage
+    collector's full passes no longer scan the loaded world, embedder and weights (they grew to
+    266 ms and stalled every session at once). Returns the seconds it took.
+    """
+    start = time.perf_counter()
+    choice = config.agent(Hello(visitor=new_visitor_id()), seed=0, voice=DEFAULT_VOICE)
+    if config.thinker_factory is None:
+        thinker = THINKERS.create(choice.thinker, spec=choice.thinker_spec)
+        thinker.respond("Hello, who are you?")  # loads the embedder and the retriever's vectors
+        _forget(thinker)
+        getattr(thinker, "close", lambda: None)()
+    face, body = FACES.create(choice.face, seed=0), BODIES.create(choice.body, seed=0)
+    if "torch" in sys.modules:
+        import torch
+
+        # Sessions take turns on one event loop and each model is small: intra-op threads would only
+        # fight the other sessions' work for the two cores (the learned face ran fastest on one).
+        torch.set_num_threads(1)
+    silence = np.zeros(960, dtype=np.float32)
+    for k in range(5):
+        face.step(k * 0.04, silence, silence)
+        body.next_frame()
+    gc.collect()
+    gc.freeze()
+    return time.perf_counter() - start
 
 
 def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int, voice: str,
@@ -221,6 +267,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         if not authorised(ws, hello.token):
             await _close(ws, 1008, "missing or wrong token")
             return
+        if hello.visitor is None:
+            hello.visitor = new_visitor_id()  # a new visitor: empty memory; the welcome tells the client its id
         try:
             thinker = await asyncio.to_thread(_default_thinker, config, hello)
         except (ValueError, KeyError) as exc:
@@ -247,6 +295,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         await ws.send_text(json.dumps({
             "type": "welcome", "version": PROTOCOL_VERSION, "session": session_id, "sample_rate": 24000, "fps": 25,
             "character": hello.character, "story_time": hello.story_time, "speech_recognition": bool(config.asr_url),
+            "visitor": hello.visitor,
         }))
 
         async def writer() -> None:
@@ -259,6 +308,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
         async def reader() -> str:
             limiter, errors = _RateLimiter(config.rate_per_s, config.burst), 0
+            typing = _RateLimiter(config.text_per_s, config.text_burst)
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -276,11 +326,19 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                         msg = parse_json(text)
                         match msg["type"]:
                             case "text":
-                                live.add_text(parse_text(msg))
+                                text = parse_text(msg)
+                                if not typing.allow():
+                                    raise ProtocolError(f"typing too fast: at most {config.text_per_s:g} message(s) a second; "
+                                                        "this one was dropped")
+                                live.add_text(text)
                             case "ping":
                                 send({"type": "pong", "t": parse_ping(msg)})
+                            case "forget":
+                                parse_forget(msg)
+                                send({"type": "forgotten", **await asyncio.to_thread(_forget, thinker)})
+                                history.turns.clear()
                             case other:
-                                raise ProtocolError(f"unknown message type {other!r}; expected text or ping")
+                                raise ProtocolError(f"unknown message type {other!r}; expected text, ping or forget")
                 except ProtocolError as exc:
                     errors += 1
                     send({"type": "error", "message": str(exc)})
@@ -302,10 +360,15 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             await asyncio.wait_for(asyncio.shield(run_task), timeout=5)
         for task in (write_task, read_task, overflow_task, run_task):
             task.cancel()
+        close = getattr(thinker, "close", None)
+        if close is not None:  # the thinker's database connection, off the event loop
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(close)
         m = session.pipeline.metrics
         app.state.metrics.append({
             "session": session_id, "reason": reason, "reply_latency_s": list(m.reply_latency_s),
             "barge_in_latency_s": list(m.barge_in_latency_s), "underrun_ticks": m.underrun_ticks, "late_ticks": m.late_ticks,
+            "tick_lateness_max_s": m.tick_lateness_max_s, "ticks_late_60ms": m.ticks_late_60ms, "ticks_late_200ms": m.ticks_late_200ms,
             "history": [(t.speaker, t.text, t.interrupted) for t in history.turns],
         })
         if reason not in ("disconnected", "session ended"):

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from anima.serve.app import ServeConfig, create_app
+    from anima.serve.app import ServeConfig, create_app, warm_up
     from anima.serve.server import uvicorn_config
 
     config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"anima: open http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else ""))
+    print(f"anima: warming up ({config.thinker} thinker, {config.face} face, {config.body} body) ...", flush=True)
+    seconds = warm_up(config)
+    print(f"anima: ready in {seconds:.1f} s; open http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else ""),
+          flush=True)
     uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
     return 0

@@ -116,6 +116,11 @@ def parse_ping(msg: dict[str, Any]) -> float | None:
     return t
 
 
+def parse_forget(msg: dict[str, Any]) -> None:
+    """``{"type": "forget"}``: delete everything the server remembers of this visitor."""
+    _keys(msg, set())
+
+
 def parse_text(msg: dict[str, Any]) -> str:
     _keys(msg, {"text"})
     text = msg.get("text")
