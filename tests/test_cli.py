@@ -1,7 +1,10 @@
 """The command line as a user meets it: help, clear errors (never a traceback), a real render.
 
-Most tests call ``anima.cli.main`` in-process; two run the installed ``anima`` entry point in a
-subprocess, where the exit status a shell sees is the point.
+Most tests call ``anima.cli.main`` in-process; the installed ``anima`` entry point runs in a
+subprocess where the exit status a shell sees is the point, and so do the two full renders: espeak-ng
+keeps synthesis state across utterances within a process (its voices' flutter phase), so a render's
+audio depends on what the process spoke before, and renders in the test process would change the
+audio (and the turn timings) of every later render test.
 """
 
 import json
@@ -38,6 +41,12 @@ def anima(capsys, *args) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def anima_process(*args) -> tuple[int, str, str]:
+    """Run ``anima ARGS`` in a fresh Python process: (exit code, stdout, stderr)."""
+    r = subprocess.run([sys.executable, "-m", "anima.cli", *args], capture_output=True, text=True, timeout=600)
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.mark.skipif(ENTRY_POINT is None, reason="the anima entry point is not installed next to this Python")
@@ -131,8 +140,8 @@ def test_render_wav_at_another_rate_and_non_ascii_text(capsys, tmp_path):
         encoding="utf-8",
     )
     out = tmp_path / "o.mp4"
-    code, stdout, stderr = anima(capsys, "render", str(tmp_path / "c.yaml"), "-o", str(out), "--width", "480",
-                                 "--height", "270", "--quiet", "--report", str(tmp_path / "r.json"))
+    code, stdout, stderr = anima_process("render", str(tmp_path / "c.yaml"), "-o", str(out), "--width", "480",
+                                         "--height", "270", "--quiet", "--report", str(tmp_path / "r.json"))
     assert code == 0, stderr
     assert "wrote" in stdout and "1 agent turns" in stdout
     info = probe(out)
@@ -150,8 +159,8 @@ def test_render_with_the_story_thinker_is_in_character(capsys, tmp_path, monkeyp
                     "pause_s: 0.3\nturns:\n  - user: Are you an AI?\n  - user: How does your voyage end?\n")
     out, report = tmp_path / "story.mp4", tmp_path / "story.json"
     monkeypatch.chdir(tmp_path)
-    code, _, stderr = anima(capsys, "render", str(conv), "-o", str(out), "--thinker", "story", "--character", "nemo",
-                            "--story-time", "12", "--report", str(report))
+    code, _, stderr = anima_process("render", str(conv), "-o", str(out), "--thinker", "story", "--character", "nemo",
+                                    "--story-time", "12", "--report", str(report))
     assert code == 0, stderr[-2000:]
     info = probe(out)
     assert info.video_frames > 0 and info.audio_duration_s > 2.0
