@@ -66,7 +66,12 @@ def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc
     server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
 
     def stop(*_: object) -> None:
-        Path(gc_json).write_text(json.dumps(pauses.summary()))
+        # Server-side view of every live session: how late its clock ticks started (a stall of the
+        # event loop shows here whatever the clients' own scheduling does).
+        ticks = [{"late_60ms": s.pipeline.metrics.ticks_late_60ms, "late_200ms": s.pipeline.metrics.ticks_late_200ms,
+                  "max_late_ms": round(1000 * s.pipeline.metrics.tick_lateness_max_s, 1)}
+                 for s in list(app.state.sessions.values())]
+        Path(gc_json).write_text(json.dumps({**pauses.summary(), "server_ticks": ticks}))
         server.should_exit = True
 
     signal.signal(signal.SIGTERM, stop)
@@ -262,6 +267,10 @@ def main() -> None:
     print(f"server RSS {rss[0][1] if rss else 0:.0f} -> {rss[-1][1] if rss else 0:.0f} MB "
           f"(after warm-up {warm[0] if warm else 0:.0f} -> {warm[-1] if warm else 0:.0f} MB, {100 * growth:+.1f} %); "
           f"GC: {gc_pauses.get('collections', {})} collections, longest pause {gc_pauses.get('max_ms', 0):.1f} ms")
+    ticks = gc_pauses.get("server_ticks", [])
+    if ticks:
+        print(f"server side (session clocks): ticks started > 60 ms late per session {[t['late_60ms'] for t in ticks]}, "
+              f"> 200 ms {[t['late_200ms'] for t in ticks]}, latest {max(t['max_late_ms'] for t in ticks):.0f} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "sessions": args.sessions, "hostile": args.hostile, "minutes": args.minutes, "thinker": args.thinker,
