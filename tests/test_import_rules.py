@@ -121,7 +121,7 @@ def test_no_import_cycles(graph: dict[str, set[str]]) -> None:
 def test_help_does_not_import_torch() -> None:
     code = ("import sys, anima.cli\n"
             "try:\n    anima.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "for sub in ('render', 'serve', 'body', 'face', 'world'):\n"
+            "for sub in ('render', 'serve', 'body', 'face', 'world', 'memory'):\n"
             "    try:\n        anima.cli.main([sub, '--help'])\n    except SystemExit:\n        pass\n"
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -32,13 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from anima.body.skeleton import NUM_JOINTS
+from anima.face.params import FACE_DIM as FACE_PARAMS
+
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BBHIf")  # kind, version, reserved, id, pts_s
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
 VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what a browser keeps to be remembered next time
-FACE_DIM = 112
-JOINT_VALUES = 22 * 3
+FACE_DIM = FACE_PARAMS  # anima.face.params layout
+JOINT_VALUES = NUM_JOINTS * 3  # x, y, z of each HumanML3D joint
 
 
 class BinaryKind(enum.IntEnum):

@@ -54,7 +54,7 @@ ROOT_LIN_VEL = slice(1, 3)
 ROOT_Y = slice(3, 4)
 RIC = slice(4, 4 + 21 * 3)
 ROT6D = slice(67, 67 + 21 * 6)
-LOCAL_VEL = slice(193, 193 + 22 * 3)
+LOCAL_VEL = slice(193, 193 + NUM_JOINTS * 3)
 CONTACTS = slice(259, 263)
 FEATURE_GROUPS = {"root_rot_vel": ROOT_ROT_VEL, "root_lin_vel": ROOT_LIN_VEL, "root_y": ROOT_Y, "ric": RIC,
                   "rot6d": ROT6D, "local_vel": LOCAL_VEL, "contacts": CONTACTS}

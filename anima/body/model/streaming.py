@@ -42,6 +42,7 @@ from anima.body.data.humanml3d import RicRecovery
 from anima.body.model.dit import DiTConfig, MotionDiT
 from anima.body.model.schedule import ChunkSchedule, TriangularSchedule, make_schedule
 from anima.body.model.vae import MotionVAE, VAEConfig
+from anima.body.skeleton import NUM_JOINTS
 from anima.body.text import TEXT_DIM, TextEncoder
 from anima.checkpoint import load_weights
 
@@ -143,7 +144,7 @@ class MotionStream:
         self.schedule.advance()
         done = self.schedule.committed
         if done <= self.committed_tokens:
-            return np.zeros((0, 22, 3))
+            return np.zeros((0, NUM_JOINTS, 3))
         new = []
         for k in range(self.committed_tokens, done):
             p = self.prompt_at(k)
@@ -191,7 +192,7 @@ class MotionStream:
         it is committed), as a live stream would. Frames committed beyond ``num_frames`` are lost."""
         start = self.committed_frames
         pending = sorted(prompts or [], key=lambda p: p[0])
-        joints, features = [np.zeros((0, 22, 3))], [np.zeros((0, len(self.mean)))]
+        joints, features = [np.zeros((0, NUM_JOINTS, 3))], [np.zeros((0, len(self.mean)))]
         while self.committed_frames < start + num_frames:
             while pending and self.committed_frames - start >= pending[0][0]:
                 self.push_prompt(pending.pop(0)[1])
