@@ -28,6 +28,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import FileResponse, JSONResponse
 
 from anima.core.clock import MediaClock
+from anima.core.frames import NS_PER_S
 from anima.core.history import ConversationHistory
 from anima.core.session import Session
 from anima.registry import BODIES, ENGINES, FACES, THINKERS, AgentChoice, ThinkerSpec
@@ -35,8 +36,10 @@ from anima.serve.access import TOKEN_COOKIE, check_token, normalise_origin, orig
 from anima.serve.limits import log_limited
 from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
 from anima.serve.protocol import (
+    HEADER,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
+    BinaryKind,
     Hello,
     ProtocolError,
     new_visitor_id,
@@ -80,7 +83,7 @@ class ServeConfig:
     audio_lead_s: float = 1.0  # how far a client's microphone audio may run ahead of real time
     rate_per_s: float = 80.0  # client messages per second (microphone sends 25)
     burst: int = 80
-    text_per_s: float = 1.0  # typed messages per second (each one is a user turn the thinker answers)
+    text_per_s: float = 0.5  # typed messages per second (each one is a user turn the thinker answers and voices)
     text_burst: int = 3
     max_errors: int = 10  # protocol errors before the session is closed
     max_outgoing: int = 2000  # queued messages before a slow client is dropped
@@ -298,10 +301,18 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             "visitor": hello.visitor,
         }))
 
+        sent_late = {"frames": 0, "over_60ms": 0, "over_200ms": 0, "max_s": 0.0}  # motion frames, as handed to the socket
+
         async def writer() -> None:
             while True:
                 message = await outgoing.get()
                 if isinstance(message, bytes):
+                    if message[0] == BinaryKind.MOTION:  # how late the server hands this tick's motion to the socket
+                        late = clock.now_ns() / NS_PER_S - HEADER.unpack_from(message)[4]
+                        sent_late["frames"] += 1
+                        sent_late["over_60ms"] += late > 0.060
+                        sent_late["over_200ms"] += late > 0.200
+                        sent_late["max_s"] = max(sent_late["max_s"], late)
                     await ws.send_bytes(message)
                 else:
                     await ws.send_text(message if isinstance(message, str) else json.dumps(message))
@@ -369,6 +380,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             "session": session_id, "reason": reason, "reply_latency_s": list(m.reply_latency_s),
             "barge_in_latency_s": list(m.barge_in_latency_s), "underrun_ticks": m.underrun_ticks, "late_ticks": m.late_ticks,
             "tick_lateness_max_s": m.tick_lateness_max_s, "ticks_late_60ms": m.ticks_late_60ms, "ticks_late_200ms": m.ticks_late_200ms,
+            "motion_sent_late": dict(sent_late),
             "history": [(t.speaker, t.text, t.interrupted) for t in history.turns],
         })
         if reason not in ("disconnected", "session ended"):

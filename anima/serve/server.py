@@ -81,4 +81,5 @@ def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
     raise_fd_limit()
     install_repeat_filter()
     return uvicorn.Config(app, host=host, port=port, log_level="warning", http=GuardedH11Protocol,
-                          timeout_keep_alive=int(KEEP_ALIVE_S), ws_max_size=WS_MAX_BYTES)
+                          timeout_keep_alive=int(KEEP_ALIVE_S), ws_max_size=WS_MAX_BYTES,
+                          ws_per_message_deflate=False)  # audio and motion do not compress: deflate only cost CPU
