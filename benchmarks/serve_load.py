@@ -44,15 +44,27 @@ LATE_MS = (60, 200)
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    """Resident memory of ``pid`` and all its descendants (the worker processes, if any)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return total
 
 
-def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc_json: str) -> None:
-    """Run the server in this process until SIGTERM, then write its GC pauses to ``gc_json``."""
+def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc_json: str, workers: int = 1) -> None:
+    """Run the server in this process until SIGTERM, then write its GC pauses to ``gc_json``.
+
+    With ``workers > 1`` it runs as ``anima serve --workers N`` does (only client-side numbers then)."""
     import uvicorn
 
-    from anima.serve.app import ServeConfig, create_app, warm_up
+    from anima.serve.app import WORKER_CONFIG_ENV, ServeConfig, config_to_env, create_app, warm_up
     from anima.serve.gcstats import GCPauses
     from anima.serve.server import uvicorn_config
     from anima.testing.server import RepeatingThinker
@@ -60,6 +72,12 @@ def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc
     factory = (lambda hello: RepeatingThinker(REPLY)) if thinker == "repeat" else None
     os.environ["ANIMA_HOME"] = data_dir  # visitors' memories go to a scratch copy of the world
     config = ServeConfig(port=port, thinker_factory=factory, max_sessions=64, body=body, face=face)
+    if workers > 1:
+        from anima.serve.server import serve_forever
+
+        os.environ[WORKER_CONFIG_ENV] = config_to_env(config)
+        serve_forever("anima.serve.app:worker_app", "127.0.0.1", port, workers)
+        return
     app = create_app(config)
     print(f"warm-up {warm_up(config):.1f} s", file=sys.stderr, flush=True)
     pauses = GCPauses().start()
@@ -205,13 +223,14 @@ def main() -> None:
                     help="story: the embedded story thinker (default); repeat: a fixed reply (the runtime and transport only)")
     ap.add_argument("--body", choices=["procedural", "flood"], default="procedural", help="every session's body")
     ap.add_argument("--face", choices=["procedural", "unils"], default="procedural", help="every session's face")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (anima serve --workers N)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
     ap.add_argument("--serve-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", help=argparse.SUPPRESS)
     ap.add_argument("--gc-json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_child:
-        serve_child(args.serve_child, args.thinker, args.body, args.face, args.data_dir, args.gc_json)
+        serve_child(args.serve_child, args.thinker, args.body, args.face, args.data_dir, args.gc_json, args.workers)
         return
     if not 1 <= args.sessions <= 64 or not 0 <= args.hostile <= 4 or not 0 < args.minutes <= 30:
         ap.error("--sessions 1..64, --hostile 0..4, --minutes 0..30 (bounded load on loopback only)")
@@ -225,7 +244,7 @@ def main() -> None:
     gc_json = tmp / "gc.json"
     server = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), "--thinker", args.thinker,
                                "--body", args.body, "--face", args.face, "--data-dir", str(tmp / "data"),
-                               "--gc-json", str(gc_json)])
+                               "--gc-json", str(gc_json), "--workers", str(args.workers)])
     rss: list[tuple[float, float]] = []
     try:
         for _ in range(600):
@@ -234,6 +253,8 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        if args.workers > 1:
+            time.sleep(20.0)  # the first worker answered; let the others finish warming up
         t0 = time.monotonic()
 
         async def sample_rss() -> None:
@@ -255,7 +276,7 @@ def main() -> None:
         server.wait(timeout=30)
     gc_pauses = json.loads(gc_json.read_text()) if gc_json.is_file() else {}
 
-    print(f"serve load: {args.sessions} sessions + {args.hostile} hostile x {args.minutes:g} min on loopback, "
+    print(f"serve load: {args.sessions} sessions + {args.hostile} hostile x {args.minutes:g} min on loopback, {args.workers} worker(s), "
           f"thinker={args.thinker}, face={args.face}, body={args.body}, {os.cpu_count()} cores")
     print(f"{'session':>7} {'frames':>7} {'due':>6} {'>60ms':>6} {'>200ms':>7} {'max ms':>7} {'gaps':>5} "
           f"{'reply p50':>9} {'p95':>5} {'max':>5} {'barge-ins':>9} {'errors':>6}")
@@ -283,7 +304,7 @@ def main() -> None:
               f"> 200 ms {[s['over_200ms'] for s in sent]}, latest {1000 * max(s['max_s'] for s in sent):.0f} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "sessions": args.sessions, "hostile": args.hostile, "minutes": args.minutes, "thinker": args.thinker,
+        "sessions": args.sessions, "hostile": args.hostile, "workers": args.workers, "minutes": args.minutes, "thinker": args.thinker,
         "face": args.face, "body": args.body, "cores": os.cpu_count(), "worst_session_late60_fraction": worst_60,
         "late200_frames": total_200, "reply_p50_s": float(np.percentile(replies, 50)) if replies else None,
         "reply_p95_s": float(np.percentile(replies, 95)) if replies else None,

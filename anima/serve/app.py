@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import itertools
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -179,6 +181,38 @@ def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed:
         stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
     stages += [*ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker), sink]
     return stages, history
+
+
+WORKER_CONFIG_ENV = "ANIMA_SERVE_CONFIG"  # the ServeConfig (JSON) a worker process builds its app from
+
+
+def config_to_env(config: ServeConfig) -> str:
+    """The plain fields of ``config`` as JSON, for worker processes (a custom thinker factory cannot travel)."""
+    if config.thinker_factory is not None:
+        raise ValueError("a custom thinker_factory cannot run in worker processes; use workers=1")
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "thinker_factory"}
+    fields["world"] = None if config.world is None else str(config.world)
+    fields["allow_origins"] = list(config.allow_origins)
+    return json.dumps(fields)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``anima serve --workers N`` (uvicorn's factory).
+
+    Each worker is a whole server of its own (its event loop on its own core, its sessions, its
+    limits), warmed up before it accepts; the kernel spreads new connections over the workers.
+    """
+    from anima.serve.limits import install_repeat_filter, raise_fd_limit
+
+    raise_fd_limit()
+    install_repeat_filter()
+    fields = json.loads(os.environ[WORKER_CONFIG_ENV])
+    fields["world"] = None if fields["world"] is None else Path(fields["world"])
+    fields["allow_origins"] = tuple(fields["allow_origins"])
+    config = ServeConfig(**fields)
+    app = create_app(config)
+    warm_up(config)
+    return app
 
 
 def create_app(config: ServeConfig | None = None) -> FastAPI:

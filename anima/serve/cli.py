@@ -23,28 +23,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                    help="a page origin (http://host:port) besides this server's own that may open the WebSocket; repeatable")
     p.add_argument("--api-docs", action="store_true", help="serve the API docs at /docs (off by default)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port, one per core to use (default 1); --max-sessions counts per worker")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
-    import uvicorn
-
-    from anima.serve.app import ServeConfig, create_app, warm_up
-    from anima.serve.server import uvicorn_config
+    from anima.serve.app import WORKER_CONFIG_ENV, ServeConfig, config_to_env, create_app, warm_up
+    from anima.serve.server import serve_forever
 
     config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
                          asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions,
                          allow_origins=tuple(args.allow_origin), api_docs=args.api_docs)
+    if not 1 <= args.workers <= 64:
+        print(f"error: --workers must be 1..64, got {args.workers}", file=sys.stderr)
+        return 2
     try:
-        app = create_app(config)
+        app = create_app(config)  # checks the configuration (and is the app itself with one worker)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    url = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
+    if args.workers > 1:
+        os.environ[WORKER_CONFIG_ENV] = config_to_env(config)
+        print(f"anima: {args.workers} workers warming up ({config.thinker} thinker, {config.face} face, {config.body} body); "
+              f"then open {url}", flush=True)
+        serve_forever("anima.serve.app:worker_app", args.host, args.port, args.workers)
+        return 0
     print(f"anima: warming up ({config.thinker} thinker, {config.face} face, {config.body} body) ...", flush=True)
     seconds = warm_up(config)
-    print(f"anima: ready in {seconds:.1f} s; open http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else ""),
-          flush=True)
-    uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
+    print(f"anima: ready in {seconds:.1f} s; open {url}", flush=True)
+    serve_forever(app, args.host, args.port)
     return 0

@@ -76,10 +76,26 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn settings ``anima serve`` and the test server share."""
+def uvicorn_config(app, host: str, port: int, workers: int = 1) -> uvicorn.Config:
+    """The uvicorn settings ``anima serve`` and the test server share.
+
+    ``app`` is the application, or with ``workers > 1`` the import string of a factory that builds
+    one in each worker process.
+    """
     raise_fd_limit()
     install_repeat_filter()
     return uvicorn.Config(app, host=host, port=port, log_level="warning", http=GuardedH11Protocol,
                           timeout_keep_alive=int(KEEP_ALIVE_S), ws_max_size=WS_MAX_BYTES,
-                          ws_per_message_deflate=False)  # audio and motion do not compress: deflate only cost CPU
+                          ws_per_message_deflate=False,  # audio and motion do not compress: deflate only cost CPU
+                          workers=workers, factory=workers > 1)
+
+
+def serve_forever(app, host: str, port: int, workers: int = 1) -> None:
+    """Serve until interrupted: in this process, or in ``workers`` processes sharing one socket."""
+    config = uvicorn_config(app, host, port, workers)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
