@@ -86,8 +86,8 @@ def serve_child(port: int, thinker: str, body: str, face: str, data_dir: str, gc
     def stop(*_: object) -> None:
         # Server-side view of every live session: how late its clock ticks started (a stall of the
         # event loop shows here whatever the clients' own scheduling does).
-        ticks = [{"late_60ms": m["ticks_late_60ms"], "late_200ms": m["ticks_late_200ms"],
-                  "max_late_ms": round(1000 * m["tick_lateness_max_s"], 1), "motion_sent_late": m["motion_sent_late"]}
+        ticks = [{"late_60ms": m["tick_lateness"]["over_60ms"], "late_200ms": m["tick_lateness"]["over_200ms"],
+                  "max_late_ms": round(1000 * m["tick_lateness"]["max_s"], 1), "motion_sent_late": m["motion_sent_late"]}
                  for m in app.state.metrics]
         Path(gc_json).write_text(json.dumps({**pauses.summary(), "server_ticks": ticks}))
         server.should_exit = True
@@ -300,7 +300,7 @@ def main() -> None:
         sent = [t["motion_sent_late"] for t in ticks]
         print(f"server side (session clocks): ticks started > 60 ms late per session {[t['late_60ms'] for t in ticks]}, "
               f"> 200 ms {[t['late_200ms'] for t in ticks]}, latest {max(t['max_late_ms'] for t in ticks):.0f} ms; "
-              f"motion handed to the socket > 60 ms late {[s['over_60ms'] for s in sent]} of {sent[0]['frames']}, "
+              f"motion handed to the socket > 60 ms late {[s['over_60ms'] for s in sent]} of {sent[0]['count']}, "
               f"> 200 ms {[s['over_200ms'] for s in sent]}, latest {1000 * max(s['max_s'] for s in sent):.0f} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({

@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from anima.core.clock import MediaClock
 from anima.core.frames import NS_PER_S
 from anima.core.history import ConversationHistory
+from anima.core.metrics import Lateness
 from anima.core.session import Session
 from anima.registry import BODIES, ENGINES, FACES, THINKERS, AgentChoice, ThinkerSpec
 from anima.serve.access import TOKEN_COOKIE, check_token, normalise_origin, origin_allowed
@@ -127,10 +128,10 @@ class _RateLimiter:
         return False
 
 
-def _default_thinker(config: ServeConfig, hello: Hello) -> Thinker:
+def _default_thinker(config: ServeConfig, hello: Hello, choice: AgentChoice) -> Thinker:
     if config.thinker_factory is not None:
         return config.thinker_factory(hello)
-    return THINKERS.create(config.thinker, spec=config.agent(hello, 0, DEFAULT_VOICE).thinker_spec)
+    return THINKERS.create(choice.thinker, spec=choice.thinker_spec)
 
 
 def _forget(thinker: Thinker) -> dict[str, int]:
@@ -172,9 +173,7 @@ def warm_up(config: ServeConfig) -> float:
     return time.perf_counter() - start
 
 
-def _build_stages(config: ServeConfig, thinker: Thinker, sink: ClientSink, seed: int, voice: str,
-                  hello: Hello) -> tuple[list, ConversationHistory]:
-    choice = config.agent(hello, seed, voice)
+def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, sink: ClientSink) -> tuple[list, ConversationHistory]:
     history = ConversationHistory()
     stages: list = []
     if config.asr_url:
@@ -306,8 +305,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             return
         if hello.visitor is None:
             hello.visitor = new_visitor_id()  # a new visitor: empty memory; the welcome tells the client its id
+        choice = config.agent(hello, seed=session_id, voice=CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE))
         try:
-            thinker = await asyncio.to_thread(_default_thinker, config, hello)
+            thinker = await asyncio.to_thread(_default_thinker, config, hello, choice)
         except (ValueError, KeyError) as exc:
             await _close(ws, 1008, f"cannot start this session: {exc}")
             return
@@ -323,10 +323,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
         clock = MediaClock(realtime=True)
         live = LiveInput(clock, max_lead_s=config.audio_lead_s)
-        voice = CHARACTER_VOICES.get(hello.character, DEFAULT_VOICE)
         # Off the event loop: a learned body or face loads its weights here (hundreds of ms), and
         # every other session's audio and motion must keep flowing meanwhile.
-        stages, history = await asyncio.to_thread(_build_stages, config, thinker, ClientSink(send), session_id, voice, hello)
+        stages, history = await asyncio.to_thread(_build_stages, config, choice, thinker, ClientSink(send))
         session = Session(stages, live, clock, history, max_duration_s=LIVE_SESSION_MAX_S)
         app.state.sessions[session_id] = session
         await ws.send_text(json.dumps({
@@ -335,18 +334,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             "visitor": hello.visitor,
         }))
 
-        sent_late = {"frames": 0, "over_60ms": 0, "over_200ms": 0, "max_s": 0.0}  # motion frames, as handed to the socket
+        sent_late = Lateness()  # motion frames, as handed to the socket
 
         async def writer() -> None:
             while True:
                 message = await outgoing.get()
                 if isinstance(message, bytes):
                     if message[0] == BinaryKind.MOTION:  # how late the server hands this tick's motion to the socket
-                        late = clock.now_ns() / NS_PER_S - HEADER.unpack_from(message)[4]
-                        sent_late["frames"] += 1
-                        sent_late["over_60ms"] += late > 0.060
-                        sent_late["over_200ms"] += late > 0.200
-                        sent_late["max_s"] = max(sent_late["max_s"], late)
+                        sent_late.add(clock.now_ns() / NS_PER_S - HEADER.unpack_from(message)[4])
                     await ws.send_bytes(message)
                 else:
                     await ws.send_text(message if isinstance(message, str) else json.dumps(message))
@@ -413,8 +408,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         app.state.metrics.append({
             "session": session_id, "reason": reason, "reply_latency_s": list(m.reply_latency_s),
             "barge_in_latency_s": list(m.barge_in_latency_s), "underrun_ticks": m.underrun_ticks, "late_ticks": m.late_ticks,
-            "tick_lateness_max_s": m.tick_lateness_max_s, "ticks_late_60ms": m.ticks_late_60ms, "ticks_late_200ms": m.ticks_late_200ms,
-            "motion_sent_late": dict(sent_late),
+            "tick_lateness": dataclasses.asdict(m.tick_lateness), "motion_sent_late": dataclasses.asdict(sent_late),
             "history": [(t.speaker, t.text, t.interrupted) for t in history.turns],
         })
         if reason not in ("disconnected", "session ended"):
