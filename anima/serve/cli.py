@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --workers must be 1..64, got {args.workers}", file=sys.stderr)
         return 2
     try:
-        app = create_app(config)  # checks the configuration (and is the app itself with one worker)
+        config.check()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -56,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"anima: warming up ({config.thinker} thinker, {config.face} face, {config.body} body) ...", flush=True)
     seconds = warm_up(config)
     print(f"anima: ready in {seconds:.1f} s; open {url}", flush=True)
-    serve_forever(app, args.host, args.port)
+    serve_forever(create_app(config), args.host, args.port)
     return 0
