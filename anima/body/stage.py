@@ -11,7 +11,6 @@ from __future__ import annotations
 from anima.body.base import BodyAnimator, VideoRateBody
 from anima.core.frames import (
     NS_PER_S,
-    AgentStartedSpeakingFrame,
     AgentStoppedSpeakingFrame,
     BodyPoseFrame,
     Frame,
@@ -63,12 +62,11 @@ class BodyStage(Stage):
         self.replies.interrupted()
 
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
-        if isinstance(frame, AgentStartedSpeakingFrame) and direction is DOWN:
-            self.replies.started(frame.turn_id)
-        if isinstance(frame, AgentStoppedSpeakingFrame) and direction is DOWN:
-            self.replies.stopped()
-            if frame.interrupted:
-                self.animator.interrupt(frame.pts_s)
-            else:
-                self.animator.push_prompt("", frame.pts_s)
+        if direction is DOWN:
+            self.replies.observe(frame)
+            if isinstance(frame, AgentStoppedSpeakingFrame):
+                if frame.interrupted:
+                    self.animator.interrupt(frame.pts_s)
+                else:
+                    self.animator.push_prompt("", frame.pts_s)
         await self.push_frame(frame, direction)

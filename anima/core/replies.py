@@ -12,6 +12,8 @@ its plan is processed; the tracker remembers such turns rather than count them a
 
 from __future__ import annotations
 
+from anima.core.frames import AgentStartedSpeakingFrame, AgentStoppedSpeakingFrame, Frame
+
 
 class ReplyTracker:
     """Follows plans and the playout's turn events for one stage; the stage owns one."""
@@ -44,6 +46,13 @@ class ReplyTracker:
     def stopped(self) -> None:
         """AgentStoppedSpeakingFrame: the playing audio ended (finished or interrupted)."""
         self.speaking = False
+
+    def observe(self, frame: Frame) -> None:
+        """Follow the playout's turn events (a stage calls this with every downstream system frame)."""
+        if isinstance(frame, AgentStartedSpeakingFrame):
+            self.started(frame.turn_id)
+        elif isinstance(frame, AgentStoppedSpeakingFrame):
+            self.stopped()
 
     def interrupted(self) -> None:
         """InterruptionFrame: every reply not yet played is dropped, and so is any plan still queued."""

@@ -12,7 +12,6 @@ import numpy as np
 
 from anima.core.frames import (
     NS_PER_S,
-    AgentStartedSpeakingFrame,
     AgentStoppedSpeakingFrame,
     FaceParamsFrame,
     Frame,
@@ -78,10 +77,8 @@ class FaceStage(Stage):
         self.replies.interrupted()
 
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
-        if isinstance(frame, AgentStartedSpeakingFrame) and direction is DOWN:
-            self.replies.started(frame.turn_id)
-        if isinstance(frame, AgentStoppedSpeakingFrame) and direction is DOWN:
-            self.replies.stopped()
-            if frame.interrupted:
+        if direction is DOWN:
+            self.replies.observe(frame)
+            if isinstance(frame, AgentStoppedSpeakingFrame) and frame.interrupted:
                 self.face.cut_speech(frame.pts_s)
         await self.push_frame(frame, direction)
