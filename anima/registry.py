@@ -75,7 +75,7 @@ class Registry(Generic[T]):
         return self.get(name).factory(**kwargs)
 
     def help(self) -> str:
-        """``name (summary), ...`` for argparse help texts."""
+        """``name: summary; ...`` for argparse help texts."""
         return "; ".join(f"{b.name}: {b.summary}" for b in self._entries.values())
 
 

@@ -8,6 +8,7 @@ next record of that kind that passes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -67,12 +68,6 @@ def raise_fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
     if soft < target:
-        with _suppress_os_error():
+        with contextlib.suppress(OSError, ValueError):  # not allowed here: keep the limit we have
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def _suppress_os_error():
-    import contextlib
-
-    return contextlib.suppress(OSError, ValueError)

@@ -31,7 +31,8 @@ import yaml
 from anima.thinker.base import ThinkerContext
 from anima.thinker.llm import ChatClient, LLMConfig, LLMError
 from anima.thinker.persona import PersonaError, load_persona
-from anima.thinker.story import StoryThinker, check_story_time, shared_retriever
+from anima.thinker.retrieval import shared_retriever
+from anima.thinker.story import StoryThinker, check_story_time
 from anima.thinker.text import stem
 from anima.thinker.world import World
 
