@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -42,20 +43,25 @@ def test_two_workers_serve_sessions_in_two_processes(tmp_path) -> None:
                 time.sleep(0.5)
         time.sleep(10)  # both workers warm
 
-        async def one() -> int:
-            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
-                await ws.send(json.dumps({"type": "hello", "version": 1, "character": "nemo"}))
-                welcome = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                assert welcome["type"] == "welcome"
-                await asyncio.sleep(1.0)
-                return welcome["session"]
-
         async def run() -> list[int]:
-            return await asyncio.gather(*(one() for _ in range(6)))
+            # Which process accepts a connection on a shared socket is up to the kernel; a process busy
+            # with open sessions accepts less, so sessions opened one after another, kept open, spread.
+            # Session numbers count per worker: a number seen twice means two processes served.
+            sessions: list[int] = []
+            async with contextlib.AsyncExitStack() as stack:
+                for _ in range(16):
+                    ws = await stack.enter_async_context(websockets.connect(f"ws://127.0.0.1:{port}/ws"))
+                    await ws.send(json.dumps({"type": "hello", "version": 1, "character": "nemo"}))
+                    welcome = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    assert welcome["type"] == "welcome"
+                    sessions.append(welcome["session"])
+                    if len(set(sessions)) < len(sessions):
+                        break
+                    await asyncio.sleep(0.3)
+            return sessions
 
         sessions = asyncio.run(run())
-        # Session numbers count per worker: six sessions numbered 1..6 by one process would be distinct.
-        assert len(sessions) == 6 and len(set(sessions)) < 6, sessions
+        assert len(set(sessions)) < len(sessions), sessions
     finally:
         server.terminate()
         out, _ = server.communicate(timeout=30)
