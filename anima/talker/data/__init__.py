@@ -1,0 +1,1 @@
+"""Speech corpus: the manifest format, sentence selection, voices, prosody, phoneme timings."""

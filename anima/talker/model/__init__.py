@@ -1,0 +1,1 @@
+"""Talker nn.Modules: the speech tokenizer, the TTS language model, the judges used to score them."""

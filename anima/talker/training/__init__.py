@@ -1,0 +1,1 @@
+"""Talker training and evaluation: tokenizer, TTS, phoneme judge, speaker encoder, codec baselines."""
