@@ -32,7 +32,12 @@ class TTS(Protocol):
     sample_rate: int
 
     def stream(
-        self, text: str, *, voice: str | None = None, cancel: threading.Event | None = None
+        self, text: str, *, voice: str | None = None, emotion: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[SpeechChunk]:
-        """Yield the utterance chunk by chunk as it is synthesised; stop early when ``cancel`` is set."""
+        """Yield the utterance chunk by chunk as it is synthesised; stop early when ``cancel`` is set.
+
+        ``emotion`` is the plan's emotion (one of ``anima.core.plan.EMOTIONS``); a backend that cannot
+        colour its voice ignores it.
+        """
         ...

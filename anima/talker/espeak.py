@@ -411,7 +411,8 @@ class EspeakTTS:
         return True
 
     def stream(
-        self, text: str, *, voice: str | None = None, cancel: threading.Event | None = None
+        self, text: str, *, voice: str | None = None, emotion: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[SpeechChunk]:
         """Synthesise ``text`` and yield it as ~40 ms chunks while espeak is still working.
 
@@ -424,6 +425,7 @@ class EspeakTTS:
             text: What to say. Control characters are read as spaces; ``char_start`` of word events
                 indexes this string.
             voice: espeak-ng voice for this utterance; defaults to the instance's voice.
+            emotion: accepted for the ``TTS`` protocol and ignored: this voice keeps one prosody.
             cancel: Set it (from any thread) to stop the utterance.
 
         Returns:

@@ -30,6 +30,7 @@ from anima.talker.base import TTS, SpeechChunk
 class _Synthesis:
     turn_id: int
     text: str
+    emotion: str
     user_end_ns: int
     cancel: threading.Event = field(default_factory=threading.Event)
     chunks: asyncio.Queue[SpeechChunk | BaseException | None] = field(default_factory=asyncio.Queue)
@@ -55,7 +56,7 @@ class TalkerStage(Stage):
             case ThinkerPlanFrame() if direction is DOWN:
                 await self.push_frame(frame)  # the face and body need the emotion and gesture
                 if frame.plan.speech.strip():
-                    self._waiting.append(_Synthesis(frame.turn_id, frame.plan.speech, frame.user_end_pts_ns))
+                    self._waiting.append(_Synthesis(frame.turn_id, frame.plan.speech, frame.plan.emotion, frame.user_end_pts_ns))
                     if self._current is None:
                         self._begin_next()
             case TickFrame():
@@ -73,7 +74,7 @@ class TalkerStage(Stage):
 
         def produce() -> None:
             try:
-                for chunk in self.tts.stream(synth.text, voice=self.voice, cancel=synth.cancel):
+                for chunk in self.tts.stream(synth.text, voice=self.voice, emotion=synth.emotion, cancel=synth.cancel):
                     if synth.cancel.is_set():
                         return
                     loop.call_soon_threadsafe(synth.chunks.put_nowait, chunk)

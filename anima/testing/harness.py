@@ -90,7 +90,8 @@ class ToneTTS:
         events.append(SpeechEvent("end", len(words) * self.word_s))
         return samples.astype(np.float32), events
 
-    def stream(self, text: str, *, voice: str | None = None, cancel: threading.Event | None = None) -> Iterator[SpeechChunk]:
+    def stream(self, text: str, *, voice: str | None = None, emotion: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[SpeechChunk]:
         samples, events = self.render(text)
         for start in range(0, samples.size, self.chunk):
             if cancel is not None and cancel.is_set():
