@@ -1,0 +1,126 @@
+"""Train the Kodama TTS language model on a tokenized speech corpus (resumable, torchrun-ready)::
+
+    python -m anima.talker.training.train_tts --corpus out/talker/corpus --out out/talker/tts --config small --steps 20000
+
+The corpus needs ``tokens/ID.npy`` per utterance (the tokenizer's codes) and may have
+``speakers/ID.npy`` (speaker vectors). ``--set key=value`` overrides a ``KodamaTTSConfig`` field
+(``--set delay=moshi --set n_layer=4``). Progress, resume and ``metrics.jsonl`` come from
+``anima.train.loop``; under ``torchrun`` ``--batch`` is the global batch, split over the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CORPUS = "out/talker/corpus"
+DEFAULT_OUT = "out/talker/tts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="speech corpus with tokens/ (default %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="checkpoint directory; resumes if one is there (default %(default)s)")
+    parser.add_argument("--config", default="small", choices=("tiny", "small"), help="model size (default %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a KodamaTTSConfig field (repeatable)")
+    parser.add_argument("--steps", type=int, default=20000, help="total optimisation steps (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=16, help="global batch (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=500, help="linear warm-up steps (default %(default)s)")
+    parser.add_argument("--prompt-p", type=float, default=0.5, help="probability of a same-voice prompt (default %(default)s)")
+    parser.add_argument("--speaker-drop", type=float, default=0.1, help="probability of a zeroed speaker vector (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--val-every", type=int, default=500, help="steps between validation losses (default %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances per split")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -> float:
+    """Linear warm-up, then cosine down to ``floor * base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) and return the final train and validation losses."""
+    import torch
+
+    from anima.checkpoint import read_config
+    from anima.talker.data.manifest import read_manifest, read_phonemes
+    from anima.talker.model.kodama_tts import KodamaTTS, KodamaTTSConfig
+    from anima.talker.training.tts_data import TTSBatcher, load_items
+    from anima.train import apply_overrides, distributed, train_loop
+
+    torch.set_num_threads(args.threads)
+    info = distributed.init(args.device)
+    torch.manual_seed(args.seed)
+    config = KodamaTTSConfig.preset(args.config, symbols=tuple(read_phonemes(args.corpus)))
+    config = apply_overrides(config, args.overrides)
+    out = Path(args.out)
+    if (out / "config.json").is_file():  # resuming: the saved model config wins, overrides must agree
+        saved = read_config(out)["config"].get("model", {})
+        if saved and tuple(saved.get("symbols", ())) != config.symbols:
+            raise SystemExit(f"{out}: the checkpoint's phoneme inventory differs from {args.corpus}/phonemes.json; "
+                             f"use a new --out")
+    model = KodamaTTS(config).to(info.device)
+    train_items = load_items(args.corpus, "train", config, args.limit)
+    has_val = any(True for _ in read_manifest(args.corpus, "val"))
+    val_items = load_items(args.corpus, "val", config, args.limit) if has_val else []
+    batcher = TTSBatcher(train_items, config, args.prompt_p, args.speaker_drop, seed=args.seed)
+    val_batcher = TTSBatcher(val_items, config, args.prompt_p, 0.0, seed=args.seed + 1) if val_items else None
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
+    net = distributed.wrap(model, lambda m, b: m.loss(b)[0])
+    last_val = {"val_loss": float("nan")}
+
+    def step_fn(i: int) -> dict[str, float]:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(i, args.steps, args.lr, args.warmup)
+        batch = {k: v.to(info.device) for k, v in distributed.shard(batcher.sample(args.batch)).items()}
+        loss = net(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        stats = {"loss": loss.item()}
+        if val_batcher is not None and ((i + 1) % args.val_every == 0 or i + 1 == args.steps):
+            model.eval()
+            with torch.no_grad():
+                vb = {k: v.to(info.device) for k, v in val_batcher.sample(args.batch).items()}
+                _, vstats = model.loss(vb)
+                last_val.update({"val_loss": vstats["loss"], "val_semantic_nll": vstats["semantic_nll"],
+                                 "val_acoustic_nll": vstats["acoustic_nll"]})
+            model.train()
+        return {**stats, **last_val}
+
+    cfg = {**model.config_dict(), "train": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+                                            "corpus": str(args.corpus), "prompt_p": args.prompt_p,
+                                            "preset": args.config, "overrides": list(args.overrides)}}
+    rngs = [batcher.rng] + ([val_batcher.rng] if val_batcher is not None else [])
+    state = train_loop(model, opt, step_fn, args.steps, out, cfg, save_every=args.save_every, desc="kodama tts",
+                       progress=not args.no_progress, rngs=rngs)
+    distributed.close()
+    last = state.history[-1] if state.history else {}
+    return {"step": state.step, "loss": last.get("loss"), "val_loss": last.get("val_loss"),
+            "config": dataclasses.asdict(config)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    report = run(parser.parse_args(argv))
+    print({k: v for k, v in report.items() if k != "config"})
+
+
+if __name__ == "__main__":
+    main()
