@@ -46,7 +46,7 @@ _INITIALIZE_DONT_EXIT = 0x8000  # return an error instead of exit() when espeak-
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1  # no espeakSSML / espeakPHONEMES flags: the text is spoken literally
 _EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_SENTENCE, _EVENT_PHONEME = 0, 1, 2, 7
-_PARAM_RATE, _PARAM_PITCH = 1, 3
+_PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE = 1, 3, 4
 _RATE_RANGE, _PITCH_RANGE = (80, 450), (0, 100)
 _BUFFER_MS = 40  # espeak hands audio back in buffers of about this length
 
@@ -167,6 +167,7 @@ class _Job:
     rate_wpm: int
     pitch: int
     cancel: threading.Event | None
+    pitch_range: int = 50  # espeakRANGE; 50 is espeak's default
     abort: threading.Event = field(default_factory=threading.Event)  # the generator was closed
     items: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_BUFFERS))
     samples_out: int = 0  # espeak samples produced so far
@@ -316,6 +317,7 @@ class _Engine:
         # Parameters go after the voice: selecting a voice may reset them.
         lib.espeak_SetParameter(_PARAM_RATE, job.rate_wpm, 0)
         lib.espeak_SetParameter(_PARAM_PITCH, job.pitch, 0)
+        lib.espeak_SetParameter(_PARAM_RANGE, job.pitch_range, 0)
         data = job.text.encode("utf-8") + b"\0"
         self.job = job
         try:
@@ -385,18 +387,22 @@ class EspeakTTS:
         voice: Default espeak-ng voice, ``lang[+variant]``: ``"en-us"``, ``"en-gb"``, ``"en-us+f3"``.
         rate_wpm: Speaking rate in words per minute (80 to 450).
         pitch: Base pitch, 0 to 100 (50 is the voice's normal pitch).
+        pitch_range: Intonation range, 0 (monotone) to 100 (50 is the voice's normal range).
     """
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, voice: str = "en-us", rate_wpm: int = 165, pitch: int = 50) -> None:
+    def __init__(self, voice: str = "en-us", rate_wpm: int = 165, pitch: int = 50, pitch_range: int = 50) -> None:
         if not _RATE_RANGE[0] <= rate_wpm <= _RATE_RANGE[1]:
             raise ValueError(f"rate_wpm must be in {_RATE_RANGE[0]}..{_RATE_RANGE[1]}, got {rate_wpm}")
         if not _PITCH_RANGE[0] <= pitch <= _PITCH_RANGE[1]:
             raise ValueError(f"pitch must be in {_PITCH_RANGE[0]}..{_PITCH_RANGE[1]}, got {pitch}")
+        if not _PITCH_RANGE[0] <= pitch_range <= _PITCH_RANGE[1]:
+            raise ValueError(f"pitch_range must be in {_PITCH_RANGE[0]}..{_PITCH_RANGE[1]}, got {pitch_range}")
         self.voice = voice
         self.rate_wpm = int(rate_wpm)
         self.pitch = int(pitch)
+        self.pitch_range = int(pitch_range)
 
     @staticmethod
     def is_available() -> bool:
@@ -444,7 +450,7 @@ class EspeakTTS:
             with _LOCK:
                 engine = _engine_locked()
                 name = engine.resolve_voice(voice)
-        job = _Job(clean, name, self.rate_wpm, self.pitch, cancel)
+        job = _Job(clean, name, self.rate_wpm, self.pitch, cancel, self.pitch_range)
         return self._chunks(job, engine.sample_rate)
 
     def synthesize(self, text: str, voice: str | None = None) -> SpeechChunk:
