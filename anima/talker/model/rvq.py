@@ -47,15 +47,23 @@ class FactorizedVQ(nn.Module):
 
     @torch.no_grad()
     def _restart_dead(self, z: torch.Tensor, codes: torch.Tensor) -> None:
-        counts = torch.bincount(codes.flatten(), minlength=self.codebook_size).float()
-        self.usage.mul_(0.99).add_(counts, alpha=0.01)
+        """Move codes whose running usage fell below ``dead_after`` x the uniform share onto random inputs.
+
+        The dead set is read from ``usage`` *before* this batch's counts are added: under DDP the
+        buffer was just broadcast from rank 0, so every rank takes the same decision, and the new
+        rows are then broadcast from rank 0 so the replicas stay identical.
+        """
         expected = codes.numel() / self.codebook_size
         dead = (self.usage < self.dead_after * expected).nonzero().flatten()
+        counts = torch.bincount(codes.flatten(), minlength=self.codebook_size).float()
+        self.usage.mul_(0.99).add_(counts, alpha=0.01)
         if dead.numel() == 0:
             return
         pool = z.reshape(-1, z.shape[-1])
         pick = torch.randint(0, pool.shape[0], (dead.numel(),), device=pool.device)
         self.codebook.weight.data[dead] = pool[pick] + 0.01 * torch.randn_like(pool[pick])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(self.codebook.weight.data, 0)
         self.usage[dead] = expected  # give the new code time to be picked
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
