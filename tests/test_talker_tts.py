@@ -321,13 +321,14 @@ def make_corpus(root, codebook_size=1024):
 
 
 def test_tts_data_batches(tmp_path):
-    from anima.talker.training.tts_data import TTSBatcher, load_items, phoneme_sequence
+    from anima.talker.model.kodama_tts import normalize_phonemes
+    from anima.talker.training.tts_data import TTSBatcher, load_items
 
     corpus = make_corpus(tmp_path / "corpus")
     config = tiny()
     items = load_items(corpus, "train", config)
     assert [it.id for it in items] == [f"u{i}" for i in range(10) if i != 3]
-    assert phoneme_sequence(["_", "_", "a", "_", "_", "b"]) == ["_", "a", "_", "b"]
+    assert normalize_phonemes(["_", "_", "a", "_:", "_:", "_", "b"]) == ["_", "a", "_:", "_", "b"]
     assert not items[0].speaker.any() and items[1].speaker.any()  # missing speaker vector = zeros
     batcher = TTSBatcher(items, config, prompt_p=1.0, speaker_drop_p=0.0, seed=0)
     b = batcher.sample(4)

@@ -11,8 +11,9 @@ One sequence per utterance::
 - Text tokens are **phonemes** (the espeak-ng mnemonics of the corpus inventory, ``phonemes.json``),
   not characters: with a few hours of speech the model should spend its capacity on prosody and
   voice, not on learning English spelling; espeak-ng's phonemiser is an offline G2P that already
-  handles it (numbers, abbreviations, stress). The silence symbol ``_`` marks pauses (the word and
-  punctuation breaks the timings carry); no other punctuation tokens, as the corpus has none.
+  handles it (numbers, abbreviations, stress). Pause symbols (``_``, ``_:``: espeak's clause and
+  phrase pauses, which ``phonemize`` also writes at commas and full stops) stand for punctuation;
+  ``normalize_phonemes`` collapses repeats of them the same way for training and at run time.
 - Audio: each 12.5 Hz frame is 8 codes (codebooks 0-1 semantic, 2-7 acoustic); one position per
   *step* of the delayed stream (``delay.py``), its 8 codes embedded in 8 tables (1024 codes + PAD +
   EOA each) and summed (MusicGen). 8 heads predict the next step's codes. ``EOA`` is a code id: the
@@ -369,6 +370,8 @@ class KodamaTTS(nn.Module):
         D = max(delays)
         text = self.phoneme_ids(phonemes, "text")
         prompt_text = self.phoneme_ids(prompt_phonemes, "prompt phonemes") if len(prompt_phonemes) else []
+        text = [self._symbol_ids[p] for p in normalize_phonemes([c.symbols[i] for i in text])]
+        prompt_text = [self._symbol_ids[p] for p in normalize_phonemes([c.symbols[i] for i in prompt_text])]
         if len(text) + len(prompt_text) > c.max_phonemes:
             raise ValueError(f"text too long: {len(text) + len(prompt_text)} phonemes (prompt included), "
                              f"the model takes at most {c.max_phonemes}; split it into sentences")
@@ -499,6 +502,20 @@ def load_kodama_tts(directory: str | Path) -> tuple[KodamaTTS, dict]:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def normalize_phonemes(symbols: Sequence[str]) -> list[str]:
+    """The phonemes the model reads: a repeated pause symbol (``_``, ``_:``) kept once.
+
+    espeak's events report a phrase pause as ``_: _:`` where ``phonemize`` writes one ``_:``;
+    training (manifest timings) and run time (``phonemize``) both go through this.
+    """
+    out: list[str] = []
+    for s in symbols:
+        if s.startswith("_") and out and out[-1] == s:
+            continue
+        out.append(s)
+    return out
 
 
 def emotion_vector(name: str, size: int = len(EMOTIONS)) -> torch.Tensor:

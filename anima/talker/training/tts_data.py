@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from anima.core.plan import EMOTIONS
-from anima.talker.data.manifest import SILENCE, read_manifest
-from anima.talker.model.kodama_tts import IGNORE, KodamaTTSConfig, make_sequence
+from anima.talker.data.manifest import read_manifest
+from anima.talker.model.kodama_tts import IGNORE, KodamaTTSConfig, make_sequence, normalize_phonemes
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,6 @@ class TTSItem:
     emotion: np.ndarray  # (len(EMOTIONS),) float32 one-hot
 
 
-def phoneme_sequence(symbols: list[str] | tuple[str, ...]) -> list[str]:
-    """The phonemes the model reads: runs of silence collapsed into one pause token."""
-    out: list[str] = []
-    for s in symbols:
-        if s == SILENCE and out and out[-1] == SILENCE:
-            continue
-        out.append(s)
-    return out
-
-
 def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: int | None = None) -> list[TTSItem]:
     """The utterances of one split that have token files and fit the model's limits."""
     corpus = Path(corpus)
@@ -68,7 +58,7 @@ def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: i
             raise ValueError(f"{path}: expected ({config.n_codebooks}, frames) codes, got {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= config.codebook_size):
             raise ValueError(f"{path}: codes outside [0, {config.codebook_size})")
-        symbols = phoneme_sequence([p[0] for p in u.phonemes])
+        symbols = normalize_phonemes([p[0] for p in u.phonemes])
         unknown = sorted({s for s in symbols if s not in index})
         if unknown:
             raise ValueError(f"{u.id}: phonemes {unknown} are not in the model's inventory (corpus phonemes.json changed?)")
