@@ -157,9 +157,9 @@ def overfit():
     seqs = [make_sequence(config, t, c) for t, c in data]  # alone, and with the previous one as voice prompt
     seqs += [make_sequence(config, t, c, *data[i - 1]) for i, (t, c) in enumerate(data)]
     batch = collate(seqs, torch.zeros(len(seqs), config.d_speaker), torch.zeros(len(seqs), config.d_emotion))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     losses = []
-    for _ in range(300):
+    for _ in range(160):
         loss, _ = model.loss(batch)
         opt.zero_grad()
         loss.backward()
@@ -363,3 +363,19 @@ def test_train_script_runs_and_resumes(tmp_path):
     assert train_tts.run(args)["step"] == 5  # resumed from step 3
     model = KodamaTTS.from_pretrained(out)
     assert model.config.symbols == SYMBOLS and model.config.n_layer == 1
+
+
+def test_small_config_generation_speed_is_printed():
+    """Per-frame and first-frame times of the small config on one thread (printed, not asserted: see -s)."""
+    import time
+
+    symbols = ("_",) + tuple(f"p{i}" for i in range(60))
+    model = KodamaTTS(KodamaTTSConfig.preset("small", symbols=symbols)).eval()
+    text = [symbols[1 + i % 60] for i in range(80)]  # a long sentence
+    start, stamps = time.perf_counter(), []
+    for _ in model.stream(text, max_frames=16, seed=0):
+        stamps.append(time.perf_counter())
+    assert len(stamps) == 16
+    per_frame = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    print(f"\nkodama small (6 x 256, delay {model.config.delay}): first frame {1e3 * (stamps[0] - start):.0f} ms "
+          f"after 80 phonemes, {1e3 * per_frame:.1f} ms per 80 ms frame (1 thread)")

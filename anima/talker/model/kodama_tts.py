@@ -365,6 +365,8 @@ class KodamaTTS(nn.Module):
         ``prompt_phonemes`` + ``prompt_codes`` (K, P): another utterance of the voice to clone
         (its frames are not yielded). Stops at EOA, after ``max_frames`` new frames (default: the
         room left in the context), or when ``cancel`` is set (checked before every step).
+        ``state``: an empty cache (``new_state()`` or after ``state.reset()``); it holds this
+        utterance afterwards. ``seed`` makes the sampling reproducible.
         """
         c, K, delays = self.config, self.config.n_codebooks, self.config.delays
         D = max(delays)
