@@ -81,8 +81,8 @@ def phoneme_error_rate(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[st
 class PhonemeJudgeConfig:
     inventory: tuple[str, ...] = ("_",)  # the corpus phonemes.json; index 0 is silence
     n_mels: int = N_MELS  # input log-mel bands (100 Hz frames)
-    d_model: int = 192  # width after the convolutional front end (50 Hz)
-    n_layers: int = 4  # transformer blocks
+    d_model: int = 144  # width after the convolutional front end (50 Hz)
+    n_layers: int = 3  # transformer blocks
     n_heads: int = 4
     conv_kernel: int = 15  # depthwise convolution per block (300 ms at 50 Hz): local context + position
     ff_mult: int = 4  # feed-forward hidden = ff_mult * d_model

@@ -198,7 +198,7 @@ def evaluate_judge(judge: PhonemeJudge, items: list[tuple[Utterance, np.ndarray]
 
 
 def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_name: str = "small",
-                overrides: list[str] | None = None, batch: int = 16, lr: float = 1e-3, crop_s: float = 3.0,
+                overrides: list[str] | None = None, batch: int = 12, lr: float = 1.5e-3, crop_s: float = 3.0,
                 seed: int = 0, eval_every: int = 250, eval_max: int = 200, progress: bool = True,
                 device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train (or resume) a judge in ``out``; returns the PER report (also written to ``out``/report.json)."""
@@ -232,7 +232,7 @@ def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_n
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, steps, lr)
+            group["lr"] = lr_at(i, steps, lr, warmup=min(300, max(1, steps // 10)))
         b = {k: v.to(device) for k, v in distributed.shard(batcher.sample(batch)).items()}
         loss = net(b)
         opt.zero_grad(set_to_none=True)
@@ -276,8 +276,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--config", choices=("tiny", "small"), default="small", help="model size")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
-    parser.add_argument("--batch", type=int, default=16, help="global batch of crops, split over torchrun's processes")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=12, help="global batch of crops, split over torchrun's processes")
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--crop-s", type=float, default=3.0, help="training crop length, seconds")
     parser.add_argument("--eval-max", type=int, default=200, help="utterances per split in the final report")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoint in --out")
