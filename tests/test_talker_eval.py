@@ -82,7 +82,7 @@ def test_codec2_1200_stoi_plausible_and_identity_perfect(speech):
 
 def test_pitch_metrics(speech):
     same = sm.f0_agreement(speech, speech, RATE)
-    assert same == {"f0_rmse_cents": 0.0, "voicing_agreement": 1.0}
+    assert same == {"f0_rmse_cents": 0.0, "f0_gross_error": 0.0, "voicing_agreement": 1.0}
     # One semitone up: resample the waveform by 2^(1/12) and keep the length.
     shifted = np.interp(np.arange(speech.size) * 2 ** (1 / 12), np.arange(speech.size), speech, right=0).astype(np.float32)
     f_ref, v_ref = sm.f0_track(speech, RATE)
@@ -90,7 +90,9 @@ def test_pitch_metrics(speech):
     # Compare the time-compressed reference track with the shifted one: ~100 cents apart.
     idx = np.minimum((np.arange(f_up.size) * 2 ** (1 / 12)).round().astype(int), f_ref.size - 1)
     d = sm.compare_f0((f_ref[idx], v_ref[idx]), (f_up, v_up))
-    assert 70 < d["f0_rmse_cents"] < 200
+    assert 70 < d["f0_rmse_cents"] < 200 and d["f0_gross_error"] < 0.1
+    octave = sm.compare_f0((f_ref, v_ref), (f_ref * 2, v_ref))
+    assert octave["f0_gross_error"] == 1.0 and octave["f0_rmse_cents"] == pytest.approx(1200)
 
 
 def test_error_rates_on_known_sequences():
@@ -182,8 +184,10 @@ def test_evaluate_codecs_same_clips_for_every_codec(corpus):
     assert c2["per"]["mean"] == c2["per_original"]["mean"]  # the fake judge hears the same thing in both
     assert "f0_rmse_cents" not in c2 and result["codecs"]["codec2-1200"]["rtf"] > 0
     # The same seed draws the same clips; the table and strict JSON render.
-    again = evaluate_codecs(corpus, [Identity()], max_clips=2, seed=1, pitch=False, progress=False)
+    again = evaluate_codecs(corpus, [Identity()], max_clips=2, seed=1, progress=False)
     assert again["clips"] == result["clips"]
+    pitch = again["summary"][-1]["metrics"]
+    assert pitch["f0_rmse_cents"]["mean"] == 0.0 and pitch["voicing_agreement"]["mean"] == 1.0
     assert "codec2-1200" in format_table(result) and "PER rec" in format_table(result)
     json.dumps(jsonable(result), allow_nan=False)
     with pytest.raises(ValueError, match="unknown split"):
@@ -198,6 +202,6 @@ def test_evaluate_records_metric_failures(tmp_path):
     sf.write(tmp_path / "wav" / "s.wav", np.zeros(RATE, np.float32), RATE, subtype="PCM_16")
     append_utterances(tmp_path, [Utterance(id="s", text="...", voice="espeak:en-us", emotion="neutral", split="test",
                                            sentence_id=0, duration_s=1.0)])
-    result = evaluate_codecs(tmp_path, [Identity()], splits=("test",), pitch=False, progress=False)
-    assert {f["metric"] for f in result["failures"]} >= {"stoi", "pesq_nb", "pesq_wb"}
+    result = evaluate_codecs(tmp_path, [Identity()], splits=("test",), progress=False)
+    assert {f["metric"] for f in result["failures"]} == {"stoi", "pesq_nb", "pesq_wb", "f0"}
     assert result["summary"][0]["metrics"] == {}

@@ -2,7 +2,7 @@
 
 For each split (test sentences of the training voices; held-out voices) a seeded sample of clips is
 drawn once, and every codec reconstructs exactly those clips. Per clip and codec: STOI, PESQ-NB,
-PESQ-WB, pitch agreement (pYIN F0 RMSE in cents, voicing agreement), the codec's real-time factor,
+PESQ-WB, pitch agreement (pYIN F0 RMSE in cents, gross pitch errors, voicing agreement), the codec's real-time factor,
 and, when a judge is given, phoneme error rate of the original and of the reconstruction
 (``phoneme_recognizer``: wav -> phoneme symbols) and speaker similarity original vs reconstruction
 (``speaker_embedder``: wav -> vector). Results are summarised (mean and 95 % CI) per split and per
@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CORPUS = "out/talker/corpus"
 # (key, column title, format) in table order; columns no clip has a value for are left out.
 COLUMNS = (("stoi", "STOI", "{:.3f}"), ("pesq_nb", "PESQ-NB", "{:.2f}"), ("pesq_wb", "PESQ-WB", "{:.2f}"),
-           ("f0_rmse_cents", "F0 cents", "{:.0f}"), ("voicing_agreement", "voiced", "{:.2f}"),
+           ("f0_rmse_cents", "F0 cents", "{:.0f}"),
+           ("f0_gross_error", "F0 gross", "{:.3f}"), ("voicing_agreement", "voiced", "{:.2f}"),
            ("per_original", "PER orig", "{:.3f}"), ("per", "PER rec", "{:.3f}"), ("speaker_sim", "spk sim", "{:.3f}"))
 METRICS = tuple(key for key, _, _ in COLUMNS)
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from anima.talker.training.codecs import check_audio, resample
 
+GROSS_CENTS = 1200.0 * float(np.log2(1.2))  # a pitch error above 20 % counts as gross (~316 cents)
+
 
 class MetricError(ValueError):
     """A metric could not score this clip (not a bug in the caller: record it and move on)."""
@@ -129,8 +131,10 @@ def f0_track(samples: np.ndarray, rate: int, fmin: float = 60.0, fmax: float = 5
 
 
 def compare_f0(reference: tuple[np.ndarray, np.ndarray], degraded: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """Pitch kept by the reconstruction, from two ``f0_track`` results: ``f0_rmse_cents`` (frames
-    voiced in both) and ``voicing_agreement`` (fraction of frames with the same voiced decision)."""
+    """Pitch kept by the reconstruction, from two ``f0_track`` results: ``f0_rmse_cents`` (log-F0
+    RMSE over frames voiced in both), ``f0_gross_error`` (fraction of those off by more than 20 %:
+    octave jumps, which dominate the RMSE when they occur) and ``voicing_agreement`` (fraction of
+    frames with the same voiced/unvoiced decision)."""
     (f_ref, v_ref), (f_deg, v_deg) = reference, degraded
     n = min(f_ref.size, f_deg.size)
     f_ref, v_ref, f_deg, v_deg = f_ref[:n], v_ref[:n], f_deg[:n], v_deg[:n]
@@ -138,7 +142,9 @@ def compare_f0(reference: tuple[np.ndarray, np.ndarray], degraded: tuple[np.ndar
     if not both.any():
         raise MetricError("F0: no frame is voiced in both the reference and the reconstruction")
     cents = 1200.0 * np.log2(f_deg[both] / f_ref[both])
-    return {"f0_rmse_cents": float(np.sqrt(np.mean(cents**2))), "voicing_agreement": float(np.mean(v_ref == v_deg))}
+    return {"f0_rmse_cents": float(np.sqrt(np.mean(cents**2))),
+            "f0_gross_error": float(np.mean(np.abs(cents) > GROSS_CENTS)),
+            "voicing_agreement": float(np.mean(v_ref == v_deg))}
 
 
 def f0_agreement(reference: np.ndarray, degraded: np.ndarray, rate: int) -> dict[str, float]:
