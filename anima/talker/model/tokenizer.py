@@ -203,7 +203,7 @@ class BandSplit(nn.Module):
 @dataclass
 class TokenizerConfig:
     sample_rate: int = SAMPLE_RATE
-    channels: int = 8  # width after the input conv; doubles at each encoder stage
+    channels: int = 4  # width after the input conv; doubles at each encoder stage (thin at 24 kHz: the cost is there)
     strides: tuple[int, ...] = (4, 4, 5, 6)  # product = samples per 50 Hz latent frame
     dilations: tuple[int, ...] = (1, 3, 9)  # the parallel residual units of each stage
     res_kernel: int = 5
@@ -250,7 +250,7 @@ class TokenizerConfig:
 
 CONFIGS = {
     "small": TokenizerConfig(),
-    "tiny": TokenizerConfig(channels=4, latent_dim=32, n_mels=32, semantic_dim=32, semantic_layers=1, codebook_size=64,
+    "tiny": TokenizerConfig(channels=2, latent_dim=32, n_mels=32, semantic_dim=32, semantic_layers=1, codebook_size=64,
                             codebook_dim=4, quantizer_dim=32, decoder_dim=32, decoder_layers=1, mult=2, hop=480, n_fft=960),
 }
 

@@ -35,8 +35,15 @@ from tqdm import tqdm
 from anima.talker.data.manifest import SAMPLE_RATE, Utterance, read_manifest, read_phonemes
 from anima.talker.model.discriminators import Discriminators
 from anima.talker.model.tokenizer import CONFIGS, SpeechTokenizer, TokenizerConfig
-from anima.talker.training.losses import (MelLoss, PhonemeTeacher, SemanticTeacher, discriminator_loss,
-                                          feature_matching_loss, generator_adv_loss, semantic_loss)
+from anima.talker.training.losses import (
+    MelLoss,
+    PhonemeTeacher,
+    SemanticTeacher,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    semantic_loss,
+)
 from anima.talker.training.pitch import HOP, pitch_loss, voiced_mask, yin_f0
 from anima.train import apply_overrides, distributed, train_loop
 
@@ -203,6 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=8, help="global batch, split evenly over torchrun's processes")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps (then cosine to 10%%)")
     parser.add_argument("--gan-start", type=int, default=0, help="step at which the GAN losses start (0 = never)")
     parser.add_argument("--no-semantic", action="store_true", help="ablation: no semantic branch, 8 acoustic codebooks")
     parser.add_argument("--save-every", type=int, default=250)
@@ -252,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, args.steps, args.lr)
+            group["lr"] = lr_at(i, args.steps, args.lr, args.warmup)
         batch = distributed.shard(to_device(sampler.sample(args.batch)))
         gan_on = 0 < args.gan_start <= i
         loss, stats = net(batch, gan_on)
@@ -271,7 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     cfg = {"tokenizer": dataclasses.asdict(config.model), "train": {
         **{k: v for k, v in dataclasses.asdict(config).items() if k != "model"},
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "gan_start": args.gan_start, "seed": args.seed,
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "gan_start": args.gan_start, "seed": args.seed,
         "corpus": str(args.corpus), "config": args.config}}
     state = train_loop(trainer, opt, step_fn, args.steps, args.out, cfg, save_every=args.save_every,
                        desc="tokenizer", progress=progress, rngs=[sampler.rng])
