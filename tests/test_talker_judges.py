@@ -246,3 +246,16 @@ def test_train_speaker_checkpoint_round_trip(corpus: Path, tmp_path: Path) -> No
         encoder.embed(np.zeros(0, dtype=np.float32))
     with pytest.raises(TypeError, match="numpy array"):
         encoder.embed(samples.tolist())
+
+
+def test_inventory_of_a_corpus_still_being_built(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from anima.talker.training.train_judge import corpus_inventory
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(corpus / "manifest.jsonl", partial / "manifest.jsonl")  # no phonemes.json yet
+    inventory = corpus_inventory(partial)
+    assert inventory[0] == "_" and list(inventory[1:]) == sorted(inventory[1:])
+    assert set(inventory) == set(corpus_inventory(corpus))

@@ -56,6 +56,19 @@ def load_features(corpus: str | Path, split: str, limit: int | None = None, seed
             for u in tqdm(utts, desc=f"features {split}", disable=not progress, mininterval=1.0)]
 
 
+def corpus_inventory(corpus: str | Path) -> tuple[str, ...]:
+    """The corpus ``phonemes.json``; for a corpus still being built (no file yet), the same list made
+    from the manifest so far (silence, then every symbol sorted, as the corpus builder writes it)."""
+    from anima.talker.data.manifest import PHONEMES, SILENCE, read_manifest, read_phonemes
+
+    if (Path(corpus) / PHONEMES).is_file():
+        return tuple(read_phonemes(corpus))
+    symbols = {p[0] for u in read_manifest(corpus) for p in u.phonemes} - {SILENCE}
+    logger.warning("%s has no %s yet (still being built?): using the %d symbols of its manifest so far",
+                   corpus, PHONEMES, len(symbols) + 1)
+    return (SILENCE, *sorted(symbols))
+
+
 def reference(utt: Utterance) -> list[str]:
     """The utterance's phoneme symbols, silence left out: what the judge should hear."""
     from anima.talker.model.phoneme_judge import is_silence
@@ -207,7 +220,6 @@ def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_n
     import torch
 
     from anima.checkpoint import read_config
-    from anima.talker.data.manifest import read_phonemes
     from anima.talker.model.phoneme_judge import CONFIGS, PhonemeJudge, PhonemeJudgeConfig, num_params
     from anima.train import apply_overrides, distributed, train_loop
 
@@ -220,8 +232,8 @@ def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_n
         config = PhonemeJudgeConfig(**{**saved, "inventory": tuple(saved["inventory"])})
         logger.info("resuming %s: model config from the checkpoint", out)
     else:
-        inventory = tuple(read_phonemes(corpus))
-        config = apply_overrides(PhonemeJudgeConfig(inventory=inventory, **CONFIGS[config_name]), overrides)
+        config = apply_overrides(PhonemeJudgeConfig(inventory=corpus_inventory(corpus), **CONFIGS[config_name]),
+                                 overrides)
     model = PhonemeJudge(config).to(device)
     train_items = load_features(corpus, "train", progress=progress)
     val_items = load_features(corpus, "val", limit=48, seed=seed)
