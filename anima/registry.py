@@ -152,6 +152,15 @@ def _espeak_talker(voice: str) -> TTS:
 TALKERS.register("espeak", "espeak-ng formant voice with phoneme timings", _espeak_talker)
 
 
+def _kodama_talker(voice: str) -> TTS:
+    from anima.talker.kodama import KodamaTTS
+
+    return KodamaTTS.load(voice=voice)
+
+
+TALKERS.register("kodama", "neural: speech-token language model + 1 kbps tokenizer (shipped weights)", _kodama_talker)
+
+
 # -- faces ------------------------------------------------------------------------------------------
 def _procedural_face(seed: int) -> FaceAnimator:
     from anima.face.procedural import ProceduralFace

@@ -75,7 +75,13 @@ def test_every_body_moves(name: str) -> None:
 
 
 def test_every_talker_speaks() -> None:
+    from anima.talker.kodama import DEFAULT_WEIGHTS
+
     for name in TALKERS.names():
+        if name == "kodama" and not (DEFAULT_WEIGHTS / "voices.json").is_file():
+            with pytest.raises(FileNotFoundError, match="no talker weights"):  # until weights ship: a clear error
+                TALKERS.create(name, voice="en-gb+m3")
+            continue
         chunk = TALKERS.create(name, voice="en-gb+m3").synthesize("Hello there.", voice="en-gb+m3")
         assert chunk.samples.size > 0
 
