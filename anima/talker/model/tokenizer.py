@@ -22,6 +22,9 @@ samples: there is no look-ahead beyond the 80 ms token, and chunked streaming ==
     codes = tok.encode_step(enc, chunk)   # (B, 8, k) for the k tokens completed by this chunk
     audio = tok.decode_step(dec, codes)   # (B, 1920 k)
 
+The semantic branch has its own small encoder on a causal log-mel (as the paper's semantic encoder
+is separate from the acoustic one) rather than sharing the acoustic stages: the mel front end costs
+~2% of the encoder, and the teacher can shape it without pulling on the waveform features.
 The semantic teacher (training only) gives 50 Hz targets: by default the phoneme id of each frame
 (a stand-in for W2v-BERT); ``semantic_head`` maps each quantised semantic token to its 4 frames'
 targets. A real SSL teacher sets ``teacher_kind="features"`` and ``teacher_dim`` to its width.
