@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 SYSTEM_PACKAGES := espeak-ng libespeak-ng1
-TEST_SYSTEM_PACKAGES := chromium
+TEST_SYSTEM_PACKAGES := chromium codec2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps test-system-deps install serve bench lint clean
@@ -33,8 +33,8 @@ demo: install
 	$(VENV)/bin/anima demo -o out/demo.mp4 --report out/demo.json
 
 test-system-deps: system-deps
-	@if ! command -v chromium >/dev/null 2>&1; then \
-	  echo "installing system packages for the browser tests: $(TEST_SYSTEM_PACKAGES)"; \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v c2enc >/dev/null 2>&1; then \
+	  echo "installing system packages for the tests (browser, codec2): $(TEST_SYSTEM_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(TEST_SYSTEM_PACKAGES); \
 	fi
 

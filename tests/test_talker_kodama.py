@@ -103,3 +103,82 @@ def test_missing_or_broken_weights_say_what_is_wrong(tmp_path, weights) -> None:
     (tmp_path / "voices.json").write_text('{"default": "x", "voices": {}}')
     with pytest.raises(ValueError, match="default voice"):
         load_voices(tmp_path)
+
+
+# -- the CLI: reconstruct, say, tokenize + export -------------------------------------------------------
+
+def _run(argv: list[str]) -> int:
+    from anima.cli import main
+
+    return main(argv)
+
+
+def test_reconstruct_takes_any_sample_rate_and_keeps_the_length(weights, tmp_path) -> None:
+    import soundfile as sf
+
+    t = np.arange(int(0.7 * 44100)) / 44100
+    sf.write(tmp_path / "in.wav", np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, 1), 44100)  # stereo 44.1 kHz
+    assert _run(["talker", "reconstruct", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.wav"),
+                 "--tokenizer", str(weights / "tokenizer")]) == 0
+    out, rate = sf.read(tmp_path / "out.wav")
+    assert rate == 24000 and out.ndim == 1 and abs(out.size - 0.7 * 24000) <= 1  # mono, same duration
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    assert _run(["talker", "reconstruct", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "x.wav"),
+                 "--tokenizer", str(weights / "tokenizer")]) == 2
+
+
+def test_say_writes_speech_and_refuses_unknown_voice_or_emotion(weights, tmp_path, capsys) -> None:
+    import soundfile as sf
+
+    out = tmp_path / "say.wav"
+    assert _run(["talker", "say", "Aye, sir.", "-o", str(out), "--weights", str(weights), "--emotion", "sad"]) == 0
+    samples, rate = sf.read(out)
+    assert rate == 24000 and samples.size > 0
+    assert _run(["talker", "say", "Aye.", "-o", str(out), "--weights", str(weights), "--voice", "nobody"]) == 2
+    assert "unknown voice 'nobody'" in capsys.readouterr().err
+    assert _run(["talker", "say", "Aye.", "-o", str(out), "--weights", str(weights), "--emotion", "furious"]) == 2
+    # Cloning from a recording: the transcript is given (the tiny weights have no phoneme judge).
+    sf.write(tmp_path / "prompt.wav", samples[: 24000], 24000)
+    assert _run(["talker", "say", "Aye, sir.", "-o", str(out), "--weights", str(weights),
+                 "--prompt", str(tmp_path / "prompt.wav"), "--prompt-text", "Aye, sir."]) == 0
+    assert _run(["talker", "say", "Aye, sir.", "-o", str(out), "--weights", str(weights),
+                 "--prompt", str(tmp_path / "prompt.wav")]) == 2
+    assert "transcript" in capsys.readouterr().err
+
+
+def test_tokenize_then_export_builds_a_weights_folder_the_talker_loads(weights, tmp_path) -> None:
+    from anima.talker.data.manifest import SAMPLE_RATE, Utterance, append_utterances
+    from anima.talker.espeak import EspeakTTS
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    records = []
+    for n, (voice, text) in enumerate([("en-us", "Aye, sir."), ("en-us", "The sea is calm."), ("en-gb", "Hello there.")]):
+        chunk = EspeakTTS(voice=voice).synthesize(text)
+        import soundfile as sf
+
+        uid = f"{n:05d}-{voice}"
+        sf.write(corpus / "wav" / f"{uid}.wav", chunk.samples, SAMPLE_RATE, subtype="PCM_16")
+        phones = [e for e in chunk.events if e.kind == "phoneme"]
+        spans = tuple((e.text, e.time_s, (phones[i + 1].time_s if i + 1 < len(phones) else chunk.samples.size / SAMPLE_RATE))
+                      for i, e in enumerate(phones))
+        records.append(Utterance(uid, text, f"espeak:{voice}", "neutral", "train", n, chunk.samples.size / SAMPLE_RATE, spans))
+    append_utterances(corpus, records)
+    assert _run(["talker", "tokenize", "--tokenizer", str(weights / "tokenizer"), "--corpus", str(corpus), "--quiet"]) == 0
+    codes = np.load(corpus / "tokens" / "00000-en-us.npy")
+    assert codes.dtype == np.int16 and codes.shape[0] == 8
+    out = tmp_path / "exported"
+    assert _run(["talker", "export", "--tokenizer", str(weights / "tokenizer"), "--tts", str(weights / "tts"),
+                 "--corpus", str(corpus), "--out", str(out)]) == 0
+    voices, default = load_voices(out)
+    assert set(voices) == {"espeak:en-us", "espeak:en-gb"} and default in voices
+    tts = KodamaTTS.load(out)
+    assert tts.synthesize("Aye, sir.", voice="en-gb").samples.size > 0
+    # Tokens of another tokenizer are refused rather than mixed.
+    other = tmp_path / "other_tok"
+    import shutil
+
+    shutil.copytree(weights / "tokenizer", other)
+    with open(other / "model.safetensors", "ab") as f:
+        f.write(b" ")
+    assert _run(["talker", "tokenize", "--tokenizer", str(other), "--corpus", str(corpus), "--quiet"]) != 0

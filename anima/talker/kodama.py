@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "weights" / "talker"
 VOICES_FILE = "voices.json"
 MAX_TEXT_CHARS = 2000
+MAX_PROMPT_S = 6.0  # a cloning prompt longer than this is cut (its transcript is then recognised)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
 
 
@@ -115,7 +116,50 @@ class KodamaTTS:
         if model.config.n_codebooks != tokenizer.num_codebooks or model.config.codebook_size != tokenizer.codebook_size:
             raise ValueError(f"{directory}: the TTS model writes {model.config.n_codebooks} x {model.config.codebook_size} "
                              f"codes, the tokenizer reads {tokenizer.num_codebooks} x {tokenizer.codebook_size}")
-        return cls(tokenizer, model, voices, default, **kwargs)
+        tts = cls(tokenizer, model, voices, default, **kwargs)
+        tts.directory = directory
+        return tts
+
+    directory: Path | None = None
+
+    def voice_from_audio(self, samples: np.ndarray, transcript: str | None = None) -> Voice:
+        """A new voice cloned from a recording (24 kHz mono): its codes as the prompt, its speaker vector.
+
+        The model continues the prompt, so it needs what the prompt says: ``transcript`` when given,
+        else the phoneme judge's reading of it (weights folder ``judge/``).
+        """
+        import torch
+
+        samples = np.asarray(samples, np.float32)
+        if samples.ndim != 1 or samples.size < SAMPLE_RATE // 2:
+            raise ValueError(f"voice prompt: need at least 0.5 s of mono audio, got shape {samples.shape}")
+        if samples.size > MAX_PROMPT_S * SAMPLE_RATE:
+            if transcript is not None:
+                raise ValueError(f"voice prompt of {samples.size / SAMPLE_RATE:.1f} s with a transcript: cut it to "
+                                 f"{MAX_PROMPT_S:.0f} s or leave the transcript out (then it is cut and recognised)")
+            samples = samples[: int(MAX_PROMPT_S * SAMPLE_RATE)]
+        folder = self.directory or DEFAULT_WEIGHTS
+        if transcript is not None:
+            from anima.talker.data.phonemize import phonemize
+
+            phonemes = phonemize(transcript)
+        elif (folder / "judge").is_dir():
+            from anima.talker.model.phoneme_judge import PhonemeJudge
+
+            phonemes = PhonemeJudge.from_pretrained(folder / "judge").recognize(samples)
+        else:
+            raise ValueError("voice prompt: give its transcript (no phoneme judge in the weights to recognise it)")
+        known = set(self.model.config.symbols)
+        phonemes = [p for p in phonemes if p in known]
+        if not phonemes:
+            raise ValueError("voice prompt: no speech recognised in it")
+        speaker = np.zeros(self.model.config.d_speaker, np.float32)
+        if (folder / "speaker").is_dir():
+            from anima.talker.model.speaker_encoder import SpeakerEncoder
+
+            speaker = SpeakerEncoder.from_pretrained(folder / "speaker").embed(samples).astype(np.float32)
+        codes = self.tokenizer.encode(torch.from_numpy(samples)[None])[0].numpy()  # (8, P)
+        return Voice(f"clone:{len(self.voices)}", speaker, tuple(phonemes), codes)
 
     def resolve_voice(self, name: str | None) -> Voice:
         """The bank's voice for a name: exact, ``espeak:NAME``, else the default voice."""
