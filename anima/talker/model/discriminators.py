@@ -41,7 +41,7 @@ class STFTDiscriminator(nn.Module):
         super().__init__()
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.convs = nn.ModuleList([nn.Conv2d(2, channels, (3, 9), padding=(1, 4))])
+        self.convs = nn.ModuleList([nn.Conv2d(2, channels, (3, 9), stride=(1, 2), padding=(1, 4))])  # halve F at once: CPU
         for i in range(layers):  # time dilations 1, 2, 4; frequency strided by 2
             self.convs.append(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), dilation=(2**i, 1), padding=(2**i, 4)))
         self.convs.append(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1)))

@@ -60,7 +60,8 @@ class TrainConfig:
     w_semantic: float = 0.2
     w_adv: float = 0.1
     w_fm: float = 0.2
-    disc_channels: int = 16
+    disc_channels: int = 8
+    disc_seconds: float = 0.5  # the critics see one random window of each crop (the same for real and generated): CPU
     min_seconds: float = 1.0  # crop length range
     max_seconds: float = 2.0
 
@@ -172,10 +173,14 @@ class TokenizerTrainer(nn.Module):
             total = total + c.w_semantic * sem
             stats.update(semantic=sem.item(), semantic_acc=acc)
         if gan_on and self.disc is not None:
-            real = self.disc(wav)
-            d_loss = discriminator_loss(real, self.disc(audio.detach()))
+            n = wav.shape[-1]
+            w = min(n, int(c.disc_seconds * c.model.sample_rate))
+            start = int(torch.randint(0, n - w + 1, ()))
+            wav_w, audio_w = wav[:, start:start + w], audio[:, start:start + w]  # (B, w)
+            real = self.disc(wav_w)
+            d_loss = discriminator_loss(real, self.disc(audio_w.detach()))
             frozen = {k: v.detach() for k, v in self.disc.state_dict(keep_vars=True).items()}
-            fake = torch.func.functional_call(self.disc, frozen, (audio,))  # gradients reach the generator only
+            fake = torch.func.functional_call(self.disc, frozen, (audio_w,))  # gradients reach the generator only
             adv, fm = generator_adv_loss(fake), feature_matching_loss(real, fake)
             total = total + d_loss + c.w_adv * adv + c.w_fm * fm
             stats.update(disc=d_loss.item(), adv=adv.item(), fm=fm.item())
