@@ -182,3 +182,13 @@ def test_tokenize_then_export_builds_a_weights_folder_the_talker_loads(weights, 
     with open(other / "model.safetensors", "ab") as f:
         f.write(b" ")
     assert _run(["talker", "tokenize", "--tokenizer", str(other), "--corpus", str(corpus), "--quiet"]) != 0
+
+
+def test_train_and_eval_pass_their_options_through(capsys) -> None:
+    for argv, expected in ((["talker", "eval", "--help"], "--max-clips"),
+                           (["talker", "train", "tts", "--help"], "--prompt-p")):
+        with pytest.raises(SystemExit) as done:
+            _run(argv)
+        assert done.value.code == 0 and expected in capsys.readouterr().out
+    assert _run(["talker", "eval", "--corpus", "/nonexistent", "--codecs", "identity"]) == 2
+    assert "not a speech corpus" in capsys.readouterr().err

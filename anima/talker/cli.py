@@ -95,7 +95,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="codecs side by side on the same clips: STOI, PESQ, PER, speaker similarity",
                        description="Baselines (Codec2 1200/700C, Opus 6k) and learned tokenizers on test and held-out "
-                                   "clips. `anima talker eval --help` lists the options.", add_help=False)
+                                   "clips. `anima talker eval --help` lists the options.",
+                       add_help=False, prefix_chars="+")  # every option, --help included, goes to evaluate's parser
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_eval)
 
