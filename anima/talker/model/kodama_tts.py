@@ -127,6 +127,7 @@ class KodamaTTSConfig:
     dropout: float = 0.0
     max_phonemes: int = 400  # text positions (prompt + target phonemes) the model accepts
     max_frames: int = 600  # audio frames (prompt + generated) = 48 s at 12.5 Hz
+    tie_heads: bool = True  # output heads share the audio embedding tables (a quarter fewer weights)
 
     @property
     def delays(self) -> tuple[int, ...]:
@@ -259,7 +260,8 @@ class KodamaTTS(nn.Module):
         self.audio_emb = nn.Parameter(torch.randn(K, V, d) * 0.02)  # one table per codebook
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(d)
-        self.heads = nn.Linear(d, K * V, bias=False)  # the 8 heads as one matmul
+        if not config.tie_heads:
+            self.heads = nn.Linear(d, K * V, bias=False)  # the 8 heads as one matmul
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -305,6 +307,8 @@ class KodamaTTS(nn.Module):
             state.length += x.shape[1]
         x = self.ln_f(x[:, -1:] if last_only else x)
         B, n, _ = x.shape
+        if self.config.tie_heads:  # each codebook's head is its embedding table (GPT-2's weight tying)
+            return torch.einsum("bnd,kvd->bnkv", x, self.audio_emb)  # (B, n, K, V)
         return self.heads(x).view(B, n, self.config.n_codebooks, -1)  # (B, n, K, V)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
