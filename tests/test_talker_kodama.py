@@ -175,13 +175,17 @@ def test_tokenize_then_export_builds_a_weights_folder_the_talker_loads(weights, 
     tts = KodamaTTS.load(out)
     assert tts.synthesize("Aye, sir.", voice="en-gb").samples.size > 0
     # Tokens of another tokenizer are refused rather than mixed.
-    other = tmp_path / "other_tok"
-    import shutil
+    from anima.talker.model.tokenizer import load_tokenizer
 
-    shutil.copytree(weights / "tokenizer", other)
-    with open(other / "model.safetensors", "ab") as f:
-        f.write(b" ")
-    assert _run(["talker", "tokenize", "--tokenizer", str(other), "--corpus", str(corpus), "--quiet"]) != 0
+    tok = load_tokenizer(weights / "tokenizer")
+    with torch.no_grad():
+        tok.head.weight.add_(0.1)  # the decoder only: the codes are the same, the tokens are kept
+    save_checkpoint(tmp_path / "decoder_tuned", tok, {"tokenizer": config_to_dict(tok.config)}, 0)
+    assert _run(["talker", "tokenize", "--tokenizer", str(tmp_path / "decoder_tuned"), "--corpus", str(corpus), "--quiet"]) == 0
+    with torch.no_grad():
+        tok.enc_in.weight.add_(0.1)  # the encoder: other codes
+    save_checkpoint(tmp_path / "other_tok", tok, {"tokenizer": config_to_dict(tok.config)}, 0)
+    assert _run(["talker", "tokenize", "--tokenizer", str(tmp_path / "other_tok"), "--corpus", str(corpus), "--quiet"]) == 2
 
 
 def test_train_and_eval_pass_their_options_through(capsys) -> None:

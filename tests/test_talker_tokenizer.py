@@ -235,3 +235,18 @@ def test_bad_checkpoints_raise(tmp_path, tiny):
     (tmp_path / "notok" / "config.json").write_text(json.dumps({"config": {"n_layer": 2}}))
     with pytest.raises(CheckpointError, match="no speech tokenizer config"):
         SpeechTokenizer.from_pretrained(tmp_path / "notok")
+
+
+def test_freeze_encoder_keeps_every_code_and_trains_the_decoder(corpus, tmp_path):
+    from anima.talker.model.tokenizer import load_tokenizer
+    from anima.talker.training import train_tokenizer
+
+    train_tokenizer.run(_args(corpus, tmp_path / "base", 4))
+    train_tokenizer.run(_args(corpus, tmp_path / "tuned", 4, init=tmp_path / "base", freeze_encoder=True, gan_start=2))
+    base, tuned = load_tokenizer(tmp_path / "base"), load_tokenizer(tmp_path / "tuned")
+    assert base.code_digest() == tuned.code_digest()
+    wav = torch.randn(1, 4 * TOKEN) * 0.1
+    assert torch.equal(base.encode(wav), tuned.encode(wav))
+    assert not torch.equal(base.head.weight, tuned.head.weight)  # the decoder did learn
+    with pytest.raises(ValueError, match="needs --init"):
+        train_tokenizer.run(_args(corpus, tmp_path / "x", 1, freeze_encoder=True))

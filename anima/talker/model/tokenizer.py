@@ -293,6 +293,24 @@ class SpeechTokenizer(nn.Module):
         self.head = nn.Linear(c.decoder_dim, 2 * (c.n_fft // 2 + 1))
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
 
+    # Parameters that only read codes (the decoder and the phoneme head): training them alone keeps
+    # every code the encoder gives, so a TTS trained on earlier codes still fits (``--freeze-encoder``).
+    DECODER_PARTS = ("dec_in.", "dec_conv.", "dec_blocks.", "dec_norm.", "head.", "semantic_head.")
+
+    def is_decoder_parameter(self, name: str) -> bool:
+        return name.startswith(self.DECODER_PARTS)
+
+    def code_digest(self) -> str:
+        """A digest of the weights that decide the codes (encoder, band split, quantisers)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, t in sorted(self.named_parameters()):  # buffers (codebook usage counts) decide nothing
+            if not self.is_decoder_parameter(name):
+                h.update(name.encode())
+                h.update(t.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     # -- public facts -----------------------------------------------------------------------------
 
     num_codebooks = property(lambda self: self.config.num_codebooks)

@@ -2,13 +2,14 @@
 
 The TTS model learns on the tokenizer's codes, so every token file must come from one tokenizer:
 ``tokens/SOURCE.json`` records which (folder, training step, weight digest), and a corpus tokenised
-by another tokenizer is refused unless ``overwrite`` (then every file is rewritten). Resumable:
+by another tokenizer is refused unless ``overwrite`` (then every file is rewritten). The digest covers
+only the weights that decide the codes, so a tokenizer whose decoder was trained further
+(``--freeze-encoder``) still matches. Resumable:
 files already written are kept. Speaker vectors come from the GE2E speaker encoder when given.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,15 +19,6 @@ from tqdm import tqdm
 from anima.talker.data.manifest import load_wav, read_manifest
 
 TOKENS_DIR, SPEAKERS_DIR, SOURCE = "tokens", "speakers", "SOURCE.json"
-
-
-def weights_digest(directory: str | Path) -> str:
-    """A short digest of a checkpoint's weight file (which weights made these tokens)."""
-    h = hashlib.sha256()
-    with open(Path(directory) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def tokenize_corpus(corpus: str | Path, tokenizer_dir: str | Path, speaker_dir: str | Path | None = None,
@@ -39,7 +31,7 @@ def tokenize_corpus(corpus: str | Path, tokenizer_dir: str | Path, speaker_dir: 
     corpus = Path(corpus)
     utterances = read_manifest(corpus)
     tokenizer = SpeechTokenizer.from_pretrained(tokenizer_dir)
-    source = {"tokenizer": str(Path(tokenizer_dir).resolve()), "digest": weights_digest(tokenizer_dir)}
+    source = {"tokenizer": str(Path(tokenizer_dir).resolve()), "digest": tokenizer.code_digest()}
     out = corpus / TOKENS_DIR
     out.mkdir(exist_ok=True)
     recorded = out / SOURCE

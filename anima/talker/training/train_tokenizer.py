@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from anima.talker.data.manifest import SAMPLE_RATE, Utterance, read_manifest, read_phonemes
 from anima.talker.model.discriminators import Discriminators
-from anima.talker.model.tokenizer import CONFIGS, SpeechTokenizer, TokenizerConfig
+from anima.talker.model.tokenizer import CONFIGS, SpeechTokenizer, TokenizerConfig, load_tokenizer
 from anima.talker.training.losses import (
     MelLoss,
     PhonemeTeacher,
@@ -218,6 +218,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps (then cosine to 10%%)")
     parser.add_argument("--gan-start", type=int, default=0, help="step at which the GAN losses start (0 = never)")
     parser.add_argument("--no-semantic", action="store_true", help="ablation: no semantic branch, 8 acoustic codebooks")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start a new run from this checkpoint's weights (step 0, new optimizer)")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train the decoder (and phoneme head) only: every code stays what --init's encoder gives")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
@@ -252,7 +256,18 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     val_batch = (Sampler(val, config.model.token_samples, config.min_seconds, config.max_seconds, args.seed + 1)
                  .sample(args.batch, tokens=sampler.max_tokens) if val is not None else None)
 
-    trainer = TokenizerTrainer(config, gan=args.gan_start > 0).to(device)
+    trainer = TokenizerTrainer(config, gan=args.gan_start > 0)
+    if args.init is not None and not (args.out / "config.json").is_file():
+        trainer.tokenizer.load_state_dict(load_tokenizer(args.init).state_dict())
+    if args.freeze_encoder:
+        if args.init is None:
+            raise ValueError("--freeze-encoder needs --init (the encoder whose codes to keep)")
+        for name, p in trainer.tokenizer.named_parameters():
+            p.requires_grad_(trainer.tokenizer.is_decoder_parameter(name))
+        for module in trainer.tokenizer.modules():
+            if hasattr(module, "dead_after"):
+                module.dead_after = 0.0  # no dead-code restarts: the codebooks are frozen
+    trainer = trainer.to(device)
     opt = torch.optim.AdamW(trainer.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
     net = distributed.wrap(trainer, lambda m, b, g: m.losses(b, g), find_unused_parameters=args.gan_start > 0)
     last_val: dict[str, float] = {}
@@ -271,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         loss, stats = net(batch, gan_on)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainer.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_([p for p in trainer.parameters() if p.requires_grad], 10.0)
         opt.step()
         if val_batch is not None and ((i + 1) % args.val_every == 0 or i + 1 == args.steps):
             trainer.eval()
@@ -284,6 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     cfg = {"tokenizer": dataclasses.asdict(config.model), "train": {
         **{k: v for k, v in dataclasses.asdict(config).items() if k != "model"},
+        "init": str(args.init) if args.init else None, "freeze_encoder": args.freeze_encoder,
         "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "gan_start": args.gan_start, "seed": args.seed,
         "corpus": str(args.corpus), "config": args.config}}
     state = train_loop(trainer, opt, step_fn, args.steps, args.out, cfg, save_every=args.save_every,
