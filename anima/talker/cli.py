@@ -102,9 +102,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
+    import torch
+
     from anima.checkpoint import CheckpointError
     from anima.talker.training.tokenize_corpus import tokenize_corpus
 
+    torch.set_num_threads(max(1, args.threads))  # small convolutions: more threads only fight other jobs
     try:
         counts = tokenize_corpus(args.corpus, args.tokenizer, args.speaker, args.overwrite, not args.quiet)
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
@@ -119,6 +122,7 @@ def _add_tokenize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speaker", type=Path, default=None, help="speaker encoder checkpoint: also write speaker vectors")
     p.add_argument("--corpus", type=Path, default=Path("out/talker/corpus"))
     p.add_argument("--overwrite", action="store_true", help="re-encode everything (codes of another tokenizer)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_tokenize)
 
