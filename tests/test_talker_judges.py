@@ -20,8 +20,6 @@ from anima.talker.model.phoneme_judge import (
     PhonemeJudge,
     PhonemeJudgeConfig,
     ctc_collapse,
-    edit_distance,
-    phoneme_error_rate,
 )
 from anima.talker.model.speaker_encoder import SpeakerEncoder, SpeakerEncoderConfig, equal_error_rate, ge2e_loss
 
@@ -100,14 +98,6 @@ def test_ctc_collapse_merges_repeats_and_drops_blanks() -> None:
     assert ctc_collapse([0, 0, 0], blank=0) == []
     assert ctc_collapse([2, 2, 2], blank=0) == [2]
     assert ctc_collapse([], blank=0) == []
-
-
-def test_edit_distance_and_per() -> None:
-    assert edit_distance(list("kitten"), list("sitting")) == 3
-    assert edit_distance([], ["a"]) == 1
-    assert phoneme_error_rate([["a", "b"], ["c", "d"]], [["a", "b"], ["c"]]) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="no phonemes"):
-        phoneme_error_rate([[]], [["a"]])
 
 
 def test_equal_error_rate() -> None:

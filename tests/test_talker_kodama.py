@@ -196,3 +196,22 @@ def test_train_and_eval_pass_their_options_through(capsys) -> None:
         assert done.value.code == 0 and expected in capsys.readouterr().out
     assert _run(["talker", "eval", "--corpus", "/nonexistent", "--codecs", "identity"]) == 2
     assert "not a speech corpus" in capsys.readouterr().err
+
+
+def test_spectrogram_png_has_one_row_per_file(tmp_path) -> None:
+    import soundfile as sf
+    from PIL import Image
+
+    from anima.talker.spectrogram import N_MELS, log_mel
+
+    t = np.arange(24000) / 24000
+    tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    spec = log_mel(tone)
+    assert spec.shape == (N_MELS, 101) and spec.max() == 0.0
+    assert spec[:, 50].argmax() == np.argmax(spec.mean(1))  # one band holds the 1 kHz tone throughout
+    sf.write(tmp_path / "a.wav", tone, 24000)
+    sf.write(tmp_path / "b.wav", tone[:12000], 16000)  # another rate and length: resampled on the way in
+    assert _run(["talker", "spectrogram", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "-o", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").height == 2 * 2 * N_MELS
+    with pytest.raises(ValueError, match="mono"):
+        log_mel(np.zeros(0))

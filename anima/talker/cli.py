@@ -4,9 +4,11 @@
     anima talker train {tokenizer,tts,judge,speaker} [OPTIONS]   (each: --help; resumable; torchrun-ready)
     anima talker tokenize --tokenizer RUN [--speaker RUN] [--corpus out/talker/corpus]
     anima talker eval [--tokenizer DIR ...] [--judge DIR] [--speaker DIR] [--json OUT]
+    anima talker eval-tts [--weights DIR] [--sentences 12] [--json OUT]
     anima talker export --tokenizer RUN --tts RUN [--speaker RUN] [--judge RUN] [--out DIR]
     anima talker reconstruct IN.wav -o OUT.wav [--tokenizer DIR]       (any sample rate in)
     anima talker say "TEXT" [--voice V | --prompt VOICE.wav [--prompt-text T]] [--emotion E] -o OUT.wav
+    anima talker spectrogram A.wav B.wav ... -o compare.png
 
 Each subcommand is added by one ``_add_*`` function listed in ``SUBCOMMANDS``; its handler imports
 what it needs when it runs, so ``anima --help`` loads neither torch nor the speech engines.
@@ -99,6 +101,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                        add_help=False, prefix_chars="+")  # every option, --help included, goes to evaluate's parser
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_eval)
+
+
+def _eval_tts(args: argparse.Namespace) -> int:
+    return _dispatch("anima talker eval-tts", "anima.talker.training.evaluate_tts", args.rest)
+
+
+def _add_eval_tts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-tts", help="the TTS: PER against the recordings, cloning of held-out voices, emotion",
+                       description="`anima talker eval-tts --help` lists the options.", add_help=False, prefix_chars="+")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_eval_tts)
 
 
 def _tokenize(args: argparse.Namespace) -> int:
@@ -254,9 +267,28 @@ def _add_say(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_say)
 
 
+def _spectrogram(args: argparse.Namespace) -> int:
+    from anima.talker.spectrogram import render
+
+    try:
+        rows = [(path.name, _read_audio(path)) for path in args.inputs]
+        print(f"wrote {render(rows, args.output)}")
+    except (FileNotFoundError, ValueError) as exc:
+        return _error(str(exc))
+    return 0
+
+
+def _add_spectrogram(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spectrogram", help="log-mel spectrograms of WAVs stacked in one PNG (compare codecs, voices)")
+    p.add_argument("inputs", type=Path, nargs="+")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=_spectrogram)
+
+
 # Add a subcommand: write ``_add_NAME(sub)`` (parser + ``set_defaults(func=handler)``) and list it here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_build_corpus, _add_train, _add_tokenize, _add_eval, _add_export, _add_reconstruct, _add_say,
+    _add_build_corpus, _add_train, _add_tokenize, _add_eval, _add_eval_tts, _add_export, _add_reconstruct, _add_say,
+    _add_spectrogram,
 ]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -38,7 +39,9 @@ from anima.talker.base import SpeechChunk
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "weights" / "talker"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "weights" / "talker"
+# ANIMA_TALKER_WEIGHTS points --talker kodama (render, demo, serve) at a folder of your own.
+DEFAULT_WEIGHTS = Path(os.environ.get("ANIMA_TALKER_WEIGHTS") or SHIPPED_WEIGHTS)
 VOICES_FILE = "voices.json"
 MAX_TEXT_CHARS = 2000
 MAX_PROMPT_S = 6.0  # a cloning prompt longer than this is cut (its transcript is then recognised)

@@ -52,27 +52,6 @@ def ctc_collapse(path: Sequence[int], blank: int) -> list[int]:
     return out
 
 
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Levenshtein distance (substitutions + deletions + insertions) between two symbol sequences."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def phoneme_error_rate(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) -> float:
-    """Corpus PER: total edits / total reference phonemes (can exceed 1 with many insertions)."""
-    if len(refs) != len(hyps):
-        raise ValueError(f"phoneme_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
-    total = sum(len(r) for r in refs)
-    if total == 0:
-        raise ValueError("phoneme_error_rate: the references hold no phonemes")
-    return sum(edit_distance(r, h) for r, h in zip(refs, hyps, strict=True)) / total
-
-
 # ---------------------------------------------------------------------------------------------
 # Model
 

@@ -193,7 +193,7 @@ def recognize_features(judge: PhonemeJudge, feats: list[np.ndarray], batch: int 
 
 def evaluate_judge(judge: PhonemeJudge, items: list[tuple[Utterance, np.ndarray]]) -> dict[str, Any]:
     """PER over whole utterances, overall and per voice."""
-    from anima.talker.model.phoneme_judge import edit_distance
+    from anima.talker.training.speech_metrics import edit_distance
 
     items = [(u, f) for u, f in items if reference(u)]
     if not items:
