@@ -121,8 +121,14 @@ def load_weights(directory: str | Path, model: torch.nn.Module, strict: bool = T
     path = Path(directory) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{directory}: no model.safetensors")
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
+        raise CheckpointError(f"{path}: unreadable weights ({type(exc).__name__}: {exc})") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise CheckpointError(f"{directory}: weights do not match the model ({str(exc)[:300]})") from None
     if strict and (missing or unexpected):
         raise CheckpointError(f"{directory}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     return meta

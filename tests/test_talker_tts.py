@@ -275,12 +275,12 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     bad = tmp_path / "corrupt"
     save_checkpoint(bad, model, model.config_dict())
     (bad / "model.safetensors").write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match="cannot load the weights"):
+    with pytest.raises(CheckpointError, match="unreadable weights"):
         load_kodama_tts(bad)
     # weights of another size than the config says
     other = tmp_path / "mismatch"
     save_checkpoint(other, model, {**model.config_dict(), "model": {**model.config_dict()["model"], "d_model": 32}})
-    with pytest.raises(CheckpointError, match="cannot load the weights|do not match"):
+    with pytest.raises(CheckpointError, match="do not match"):
         load_kodama_tts(other)
     # another model's checkpoint
     foreign = tmp_path / "foreign"

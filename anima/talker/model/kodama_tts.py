@@ -497,12 +497,7 @@ def load_kodama_tts(directory: str | Path) -> tuple[KodamaTTS, dict]:
         raise CheckpointError(f"{directory}: config has fields this code does not know: {unknown}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()}
     model = KodamaTTS(KodamaTTSConfig(**values))
-    try:
-        load_weights(directory, model)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # a truncated/corrupt safetensors file or tensors of the wrong shape
-        raise CheckpointError(f"{directory}: cannot load the weights ({type(exc).__name__}: {exc})") from None
+    load_weights(directory, model)  # CheckpointError for a corrupt file or tensors of the wrong shape
     return model.eval(), meta
 
 

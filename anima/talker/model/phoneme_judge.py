@@ -208,18 +208,8 @@ class PhonemeJudge(nn.Module):
             model = cls(config)
         except (TypeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{directory}: bad {MODEL_NAME} config ({e})") from None
-        load_checked(directory, model)
-        return model.to(device).eval()
-
-
-def load_checked(directory: str | Path, model: nn.Module) -> None:
-    """``load_weights`` with unreadable files (truncated, not safetensors) reported as CheckpointError."""
-    try:
         load_weights(directory, model)
-    except CheckpointError:
-        raise
-    except Exception as e:  # safetensors raises its own error type for corrupt files
-        raise CheckpointError(f"{directory}: cannot read model.safetensors ({type(e).__name__}: {e})") from None
+        return model.to(device).eval()
 
 
 def num_params(model: nn.Module) -> int:

@@ -26,9 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anima.checkpoint import CheckpointError, read_config
+from anima.checkpoint import CheckpointError, load_weights, read_config
 from anima.talker.model.features import N_MELS, judge_features
-from anima.talker.model.phoneme_judge import load_checked
 
 MODEL_NAME = "anima speaker encoder (GE2E)"
 
@@ -164,5 +163,5 @@ class SpeakerEncoder(nn.Module):
             model = cls(SpeakerEncoderConfig(**cfg["encoder"]))
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{directory}: bad {MODEL_NAME} config ({e})") from None
-        load_checked(directory, model)
+        load_weights(directory, model)
         return model.to(device).eval()
