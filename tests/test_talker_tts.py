@@ -352,7 +352,7 @@ def test_train_script_runs_and_resumes(tmp_path):
     train_tts.add_arguments(parser)
     out = tmp_path / "run"
     args = parser.parse_args(["--corpus", str(corpus), "--out", str(out), "--config", "tiny", "--steps", "3",
-                              "--batch", "2", "--save-every", "2", "--val-every", "2", "--no-progress",
+                              "--batch", "2", "--save-every", "2", "--val-every", "2", "--quiet",
                               "--set", "n_layer=1"])
     report = train_tts.run(args)
     assert report["step"] == 3 and report["config"]["n_layer"] == 1

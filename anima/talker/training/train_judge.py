@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anima.train.options import add_common_arguments
+
 if TYPE_CHECKING:
     import torch
 
@@ -212,7 +214,7 @@ def evaluate_judge(judge: PhonemeJudge, items: list[tuple[Utterance, np.ndarray]
 
 def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_name: str = "small",
                 overrides: list[str] | None = None, batch: int = 12, lr: float = 1.5e-3, crop_s: float = 3.0,
-                seed: int = 0, eval_every: int = 250, eval_max: int = 200, progress: bool = True,
+                seed: int = 0, eval_every: int = 250, save_every: int = 250, eval_max: int = 200, progress: bool = True,
                 device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train (or resume) a judge in ``out``; returns the PER report (also written to ``out``/report.json)."""
     import dataclasses
@@ -260,7 +262,7 @@ def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_n
                      "config": config_name, "train_utterances": len(train_items),
                      "train_hours": round(sum(u.duration_s for u, _ in train_items) / 3600, 3)}}
     logger.info("%s: %d parameters, %d training utterances", config_name, num_params(model), len(train_items))
-    train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc="phoneme judge", progress=progress,
+    train_loop(model, opt, step_fn, steps, out, cfg, save_every=save_every, desc="phoneme judge", progress=progress,
                rngs=[batcher.rng])
     del train_items
     report: dict[str, Any] = {}
@@ -283,20 +285,12 @@ def evaluate_checkpoint(judge: PhonemeJudge, corpus: str | Path, eval_max: int =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The judge trainer's options (no torch import)."""
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="speech corpus directory")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint directory (resumed if present)")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--config", choices=("tiny", "small"), default="small", help="model size")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    add_common_arguments(parser, steps=3000, corpus=DEFAULT_CORPUS, out=DEFAULT_OUT)
     parser.add_argument("--batch", type=int, default=12, help="global batch of crops, split over torchrun's processes")
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--crop-s", type=float, default=3.0, help="training crop length, seconds")
     parser.add_argument("--eval-max", type=int, default=200, help="utterances per split in the final report")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoint in --out")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -317,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--batch {args.batch} does not divide by the {info.world_size} processes")
         t0 = time.time()
         report = train_judge(args.corpus, args.out, args.steps, args.config, args.set, args.batch, args.lr, args.crop_s,
-                             args.seed, eval_max=args.eval_max, progress=not args.quiet, device=info.device)
+                             args.seed, eval_max=args.eval_max, save_every=args.save_every, progress=not args.quiet, device=info.device)
         if info.is_main:
             print(json.dumps(report, indent=2))
             print(f"phoneme judge: done in {time.time() - t0:.0f} s -> {args.out}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anima.talker.training.train_judge import DEFAULT_CORPUS, load_features, lr_at
+from anima.train.options import add_common_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +118,7 @@ def evaluate_checkpoint(encoder: SpeakerEncoder, corpus: str | Path, eval_max: i
 
 def train_speaker(corpus: str | Path, out: str | Path, steps: int = 2000, config_name: str = "small",
                   overrides: list[str] | None = None, voices: int = 8, utterances: int = 8, lr: float = 1e-3,
-                  seed: int = 0, eval_every: int = 250, eval_max: int = 300, progress: bool = True,
+                  seed: int = 0, eval_every: int = 250, save_every: int = 250, eval_max: int = 300, progress: bool = True,
                   device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train (or resume) an encoder in ``out``; returns the report (also written to ``out``/report.json)."""
     import dataclasses
@@ -163,7 +164,7 @@ def train_speaker(corpus: str | Path, out: str | Path, steps: int = 2000, config
            "train": {"steps": steps, "voices": batcher.n, "utterances": utterances, "lr": lr, "seed": seed,
                      "corpus": str(corpus), "config": config_name, "train_voices": batcher.voices}}
     logger.info("%s: %d parameters, %d training voices", config_name, num_params(model), len(batcher.voices))
-    train_loop(model, opt, step_fn, steps, out, cfg, save_every=250, desc="speaker encoder", progress=progress,
+    train_loop(model, opt, step_fn, steps, out, cfg, save_every=save_every, desc="speaker encoder", progress=progress,
                rngs=[batcher.rng])
     del train_items
     report: dict[str, Any] = {}
@@ -178,20 +179,12 @@ def train_speaker(corpus: str | Path, out: str | Path, steps: int = 2000, config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The speaker encoder trainer's options (no torch import)."""
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="speech corpus directory")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint directory (resumed if present)")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--config", choices=("tiny", "small"), default="small", help="model size")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    add_common_arguments(parser, steps=2000, corpus=DEFAULT_CORPUS, out=DEFAULT_OUT)
     parser.add_argument("--voices", type=int, default=8, help="GE2E N: voices per batch (all, if fewer)")
     parser.add_argument("--utterances", type=int, default=8, help="GE2E M: utterances per voice per batch")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-max", type=int, default=300, help="utterances per split in the final report")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoint in --out")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t0 = time.time()
         report = train_speaker(args.corpus, args.out, args.steps, args.config, args.set, args.voices, args.utterances,
-                               args.lr, args.seed, eval_max=args.eval_max, progress=not args.quiet, device=info.device)
+                               args.lr, args.seed, eval_max=args.eval_max, save_every=args.save_every, progress=not args.quiet, device=info.device)
         if info.is_main:
             print(json.dumps(report, indent=2))
             print(f"speaker encoder: done in {time.time() - t0:.0f} s -> {args.out}")

@@ -46,6 +46,7 @@ from anima.talker.training.losses import (
 )
 from anima.talker.training.pitch import HOP, pitch_loss, voiced_mask, yin_f0
 from anima.train import apply_overrides, distributed, train_loop
+from anima.train.options import add_common_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -207,12 +208,7 @@ def codebook_usage(model: SpeechTokenizer, sampler: Sampler, batches: int = 4, b
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", type=Path, default=Path("out/talker/corpus"), help="talker corpus directory")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint directory (resumed if present)")
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small", help="model size")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="TrainConfig override: w_mel=..., model.decoder_dim=... (type-checked)")
-    parser.add_argument("--steps", type=int, default=4000)
+    add_common_arguments(parser, steps=4000, corpus=Path("out/talker/corpus"), configs=sorted(CONFIGS))
     parser.add_argument("--batch", type=int, default=8, help="global batch, split evenly over torchrun's processes")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps (then cosine to 10%%)")
@@ -222,12 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new run from this checkpoint's weights (step 0, new optimizer)")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train the decoder (and phoneme head) only: every code stays what --init's encoder gives")
-    parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--val-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_config(args: argparse.Namespace, inventory: list[str]) -> TrainConfig:

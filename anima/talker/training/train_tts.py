@@ -16,29 +16,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CORPUS = "out/talker/corpus"
-DEFAULT_OUT = "out/talker/tts"
+from anima.train.options import add_common_arguments
+
+DEFAULT_CORPUS = Path("out/talker/corpus")
+DEFAULT_OUT = Path("out/talker/tts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="speech corpus with tokens/ (default %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="checkpoint directory; resumes if one is there (default %(default)s)")
-    parser.add_argument("--config", default="small", choices=("tiny", "small"), help="model size (default %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a KodamaTTSConfig field (repeatable)")
-    parser.add_argument("--steps", type=int, default=20000, help="total optimisation steps (default %(default)s)")
+    add_common_arguments(parser, steps=20000, corpus=DEFAULT_CORPUS, out=DEFAULT_OUT, save_every=500)
     parser.add_argument("--batch", type=int, default=16, help="global batch (default %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=500, help="linear warm-up steps (default %(default)s)")
     parser.add_argument("--prompt-p", type=float, default=0.5, help="probability of a same-voice prompt (default %(default)s)")
     parser.add_argument("--speaker-drop", type=float, default=0.1, help="probability of a zeroed speaker vector (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--val-every", type=int, default=500, help="steps between validation losses (default %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances per split")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -> float:
@@ -63,7 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = distributed.init(args.device)
     torch.manual_seed(args.seed)
     config = KodamaTTSConfig.preset(args.config, symbols=tuple(read_phonemes(args.corpus)))
-    config = apply_overrides(config, args.overrides)
+    config = apply_overrides(config, args.set)
     out = Path(args.out)
     if (out / "config.json").is_file():  # resuming: the saved model config wins, overrides must agree
         saved = read_config(out)["config"].get("model", {})
@@ -105,10 +97,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = {**model.config_dict(), "train": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                                             "corpus": str(args.corpus), "prompt_p": args.prompt_p,
-                                            "preset": args.config, "overrides": list(args.overrides)}}
+                                            "preset": args.config, "overrides": list(args.set)}}
     rngs = [batcher.rng] + ([val_batcher.rng] if val_batcher is not None else [])
     state = train_loop(model, opt, step_fn, args.steps, out, cfg, save_every=args.save_every, desc="kodama tts",
-                       progress=not args.no_progress, rngs=rngs)
+                       progress=not args.quiet, rngs=rngs)
     distributed.close()
     last = state.history[-1] if state.history else {}
     return {"step": state.step, "loss": last.get("loss"), "val_loss": last.get("val_loss"),
