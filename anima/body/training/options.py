@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from anima.body.paths import DEFAULT_MOCAP, DEFAULT_OUT, OUT
+from anima.train.options import add_run_arguments
 
 TRAIN_DEFAULTS = {  # what: (steps, global batch, lr)
     "vae": (3000, 32, 1e-3), "dit": (3000, 64, 5e-4), "chunk": (3000, 64, 5e-4), "ar": (3000, 64, 5e-4),
@@ -29,9 +30,4 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None, help="VAE: start from this checkpoint's weights")
     p.add_argument("--decoder-only", action="store_true", help="VAE: freeze the encoder (fine-tune the decoder)")
     p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default 1: shared machine)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cpu (gloo under torchrun) or cuda (one GPU per process, NCCL)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model config field")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(p)

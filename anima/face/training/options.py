@@ -9,6 +9,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from anima.train.options import add_run_arguments
+
 
 def add_arguments(sub: argparse._SubParsersAction, func_for: Callable[[str], Callable[[argparse.Namespace], int]]) -> None:
     """The four training commands; ``func_for(kind)`` is what each one runs."""
@@ -18,12 +20,7 @@ def add_arguments(sub: argparse._SubParsersAction, func_for: Callable[[str], Cal
     common.add_argument("--steps", type=int, default=None)
     common.add_argument("--batch", type=int, default=None, help="global batch, split evenly over torchrun's processes")
     common.add_argument("--lr", type=float, default=None)
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
-    common.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cpu (gloo under torchrun) or cuda (one GPU per process, NCCL)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
-    common.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(common)
     p = sub.add_parser("quantizer", parents=[common], help="train the multi-scale motion quantiser")
     p.set_defaults(func=func_for("quantizer"))
     p = sub.add_parser("stage1", parents=[common], help="stage 1: audio-free motion prior")
