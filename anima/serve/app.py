@@ -34,7 +34,7 @@ from anima.core.frames import NS_PER_S
 from anima.core.history import ConversationHistory
 from anima.core.metrics import Lateness
 from anima.core.session import Session
-from anima.registry import BODIES, ENGINES, FACES, THINKERS, AgentChoice, ThinkerSpec
+from anima.registry import BODIES, ENGINES, FACES, TALKERS, THINKERS, AgentChoice, ThinkerSpec
 from anima.serve.access import TOKEN_COOKIE, check_token, normalise_origin, origin_allowed
 from anima.serve.limits import log_limited
 from anima.serve.live import ClientSink, LiveInput, TranscriptionStage, openai_transcriber
@@ -158,12 +158,15 @@ def warm_up(config: ServeConfig) -> float:
         _forget(thinker)
         getattr(thinker, "close", lambda: None)()
     face, body = FACES.create(choice.face, seed=0), BODIES.create(choice.body, seed=0)
+    talker = TALKERS.create(choice.talker, voice=choice.voice)  # loads a neural voice's weights once
     if "torch" in sys.modules:
         import torch
 
         # Sessions take turns on one event loop and each model is small: intra-op threads would only
         # fight the other sessions' work for the two cores (the learned face ran fastest on one).
         torch.set_num_threads(1)
+    for _ in talker.stream("Ready."):  # first-call allocations (and the speech engine) before any visitor
+        pass
     silence = np.zeros(960, dtype=np.float32)
     for k in range(5):
         face.step(k * 0.04, silence, silence)
