@@ -241,7 +241,7 @@ class KodamaTTS:
                 events: list[SpeechEvent] = []
                 labels = self._frame_labels(codes)
                 for i, label in enumerate(labels):
-                    if label != last_label and label != 0:
+                    if label != last_label and not self._labels[label].startswith("_"):  # pauses are no phonemes
                         at = t + i * frame_s / len(labels)
                         events.append(SpeechEvent("phoneme", at, self._labels[label]))
                         events.extend(words.on_phoneme(at))
