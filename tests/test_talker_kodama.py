@@ -215,3 +215,42 @@ def test_spectrogram_png_has_one_row_per_file(tmp_path) -> None:
     assert Image.open(tmp_path / "s.png").height == 2 * 2 * N_MELS
     with pytest.raises(ValueError, match="mono"):
         log_mel(np.zeros(0))
+
+
+def test_eval_tts_scores_intelligibility_cloning_and_emotion(weights, tmp_path) -> None:
+    """The TTS scorer end to end on tiny random models (the numbers are meaningless; the plumbing is not)."""
+    import soundfile as sf
+
+    from anima.talker.data.manifest import SAMPLE_RATE, Utterance, append_utterances
+    from anima.talker.espeak import EspeakTTS
+    from anima.talker.model.phoneme_judge import PhonemeJudge, PhonemeJudgeConfig
+    from anima.talker.model.speaker_encoder import SpeakerEncoder, SpeakerEncoderConfig
+    from anima.talker.training.evaluate_tts import evaluate_tts
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    rows = [("piper:joe", "test", "Aye, sir."), ("piper:joe", "test", "The sea is calm."),
+            ("espeak:en-us-nyc", "heldout", "Hello there."), ("espeak:en-us-nyc", "heldout", "Aye, sir.")]
+    records = []
+    for n, (voice, split, text) in enumerate(rows):
+        chunk = EspeakTTS(voice="en-us").synthesize(text)
+        uid = f"{n:05d}"
+        sf.write(corpus / "wav" / f"{uid}.wav", chunk.samples, SAMPLE_RATE, subtype="PCM_16")
+        phones = [e for e in chunk.events if e.kind == "phoneme"]
+        spans = tuple((e.text, e.time_s, e.time_s + 0.05) for e in phones)
+        records.append(Utterance(uid, text, voice, "neutral", split, n, chunk.samples.size / SAMPLE_RATE, spans))
+    append_utterances(corpus, records)
+    tts = KodamaTTS.load(weights, seed=0)
+    judge = PhonemeJudge(PhonemeJudgeConfig(inventory=tts.model.config.symbols, d_model=32, n_layers=1, n_heads=2,
+                                            conv_kernel=5, ff_mult=2)).eval()
+    speaker = SpeakerEncoder(SpeakerEncoderConfig(channels=32, n_blocks=2, dim=128)).eval()
+    result = evaluate_tts(tts, corpus, judge, speaker, voices=("piper:joe",), sentences=2, emotion_voice="piper:joe",
+                          emotions=("sad",), progress=False)
+    intel = result["intelligibility"]["piper:joe"]
+    assert intel["sentences"] == 2 and intel["per_generated"] >= 0 and intel["per_recordings"] >= 0
+    clone = result["cloning"]["espeak:en-us-nyc"]
+    assert clone["sentences"] == 1 and -1 <= clone["similarity_to_voice"] <= 1
+    assert not any(name.startswith("clone:") for name in tts.voices)  # the clone leaves the bank afterwards
+    emotions = result["emotion"]["per_emotion"]
+    assert set(emotions) == {"neutral", "sad"} and emotions["neutral"]["rate_change"] == 0.0
+    assert emotions["sad"]["intended_pitch"] == -1 and emotions["sad"]["intended_rate"] == -1  # the corpus table

@@ -36,7 +36,8 @@ def _speech(phonemes) -> list[str]:
 
 
 def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES, sentences: int = 12,
-                 seed: int = 0, emotion_voice: str = "espeak:en-us", progress: bool = True) -> dict:
+                 seed: int = 0, emotion_voice: str = "espeak:en-us", emotions: tuple[str, ...] = EMOTIONS,
+                 progress: bool = True) -> dict:
     """The three measurements above; ``judge``: PhonemeJudge, ``speaker``: SpeakerEncoder."""
     from anima.talker.data.phonemize import phonemize
 
@@ -93,9 +94,9 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
 
     # Emotion: pitch and rate against neutral.
     if emotion_voice in tts.voices:
-        texts = [u.text for u in test[: max(3, sentences // 3)]]
+        texts = [u.text for u in test[: max(1, sentences // 3)]]
         stats = {}
-        for emotion in EMOTIONS:
+        for emotion in ("neutral", *(e for e in emotions if e != "neutral")):
             f0s, rates = [], []
             for text in texts:
                 audio = tts.synthesize(text, voice=emotion_voice, emotion=emotion).samples
