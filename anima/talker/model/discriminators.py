@@ -27,13 +27,18 @@ class PeriodDiscriminator(nn.Module):
         """wav (B, N) -> logits (B, *) and feature maps."""
         x = F.pad(wav, (0, -wav.shape[-1] % self.period), mode="reflect")
         x = x.reshape(x.shape[0], 1, -1, self.period)  # (B, 1, N / p, p)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
+        return _critic(self.convs, self.post, x)
+
+
+def _critic(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then the 1-channel output: (logits (B, *), every layer's feature map)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         feats.append(x)
-        return x.flatten(1), feats
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class STFTDiscriminator(nn.Module):
@@ -50,13 +55,7 @@ class STFTDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         spec = torch.stft(wav, self.n_fft, self.n_fft // 4, window=self.window, return_complex=True)  # (B, F, T)
         x = torch.stack([spec.real, spec.imag], 1).transpose(2, 3)  # (B, 2, T, F)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _critic(self.convs, self.post, x)
 
 
 class Discriminators(nn.Module):
