@@ -35,6 +35,11 @@ def _speech(phonemes) -> list[str]:
     return [p for p in phonemes if not p.startswith("_")]
 
 
+def _heard(judge, audio: np.ndarray) -> list[str]:
+    """The judge's phonemes; nothing for an empty utterance (the model ended at once: all deletions)."""
+    return judge.recognize(audio) if audio.size else []
+
+
 def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES, sentences: int = 12,
                  seed: int = 0, emotion_voice: str = "espeak:en-us", emotions: tuple[str, ...] = EMOTIONS,
                  progress: bool = True) -> dict:
@@ -59,7 +64,7 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
         for u in picks:
             audio = tts.synthesize(u.text, voice=voice, emotion=u.emotion).samples
             gen_refs.append(_speech(phonemize(u.text)))
-            gen_hyps.append(judge.recognize(audio))
+            gen_hyps.append(_heard(judge, audio))
             rec_refs.append(_speech(p[0] for p in u.phonemes))
             rec_hyps.append(judge.recognize(load_wav(corpus, u)))
         result["intelligibility"][voice] = {
@@ -79,16 +84,20 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
         clone = tts.voice_from_audio(load_wav(corpus, prompt), prompt.text)
         tts.voices[clone.name] = clone
         refs = [u for u in order if u is not prompt][: max(2, sentences // 3)]
-        same, other = [], []
+        same, other, empty = [], [], 0
         for target in refs:
             audio = tts.synthesize(target.text, voice=clone.name).samples
+            if audio.size < 2400:  # under 0.1 s: no voice to compare
+                empty += 1
+                continue
             emb = speaker.embed(audio)
             same.append(sm.cosine(emb, speaker.embed(load_wav(corpus, target))))
             stranger = others[int(rng.integers(len(others)))]
             other.append(sm.cosine(emb, speaker.embed(load_wav(corpus, stranger))))
         del tts.voices[clone.name]
-        result["cloning"][voice] = {"sentences": len(refs), "similarity_to_voice": float(np.mean(same)),
-                                    "similarity_to_other_voices": float(np.mean(other))}
+        result["cloning"][voice] = {"sentences": len(refs), "empty": empty,
+                                    "similarity_to_voice": float(np.mean(same)) if same else float("nan"),
+                                    "similarity_to_other_voices": float(np.mean(other)) if other else float("nan")}
         if progress:
             print(f"  clone {voice}: {result['cloning'][voice]}", flush=True)
 
@@ -100,11 +109,14 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
             f0s, rates = [], []
             for text in texts:
                 audio = tts.synthesize(text, voice=emotion_voice, emotion=emotion).samples
+                if audio.size < 2400:
+                    continue
                 f0, voiced = sm.f0_track(audio, 24000)
                 if voiced.any():
                     f0s.append(float(np.median(f0[voiced])))
-                rates.append(len(judge.recognize(audio)) / max(audio.size / 24000, 1e-3))
-            stats[emotion] = {"f0_hz": float(np.mean(f0s)) if f0s else float("nan"), "phonemes_per_s": float(np.mean(rates))}
+                rates.append(len(_heard(judge, audio)) / (audio.size / 24000))
+            stats[emotion] = {"f0_hz": float(np.mean(f0s)) if f0s else float("nan"),
+                              "phonemes_per_s": float(np.mean(rates)) if rates else float("nan"), "spoken": len(rates)}
         base = stats["neutral"]
         for emotion, s in stats.items():
             intended = EMOTION_PROSODY[emotion]
