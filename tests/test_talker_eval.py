@@ -62,11 +62,13 @@ def test_codec2_and_opus_keep_length_and_alignment(speech):
         y = codec.reconstruct(speech)
         assert y.shape == speech.shape and y.dtype == np.float32
         lag = estimate_delay(speech, y, RATE)
-        assert abs(lag) <= 0.005 * RATE, (codec.name, lag)  # within 5 ms (codec2's raw delay is ~19 ms)
+        # within 8 ms: the envelope cross-correlation is that coarse on 6 kbit/s Opus (seen: 5.4 ms for a
+        # codec whose true delay is 0); codec2's raw delay is ~19 ms
+        assert abs(lag) <= 0.008 * RATE, (codec.name, lag)
     # The check can fail: without its delay removed, codec2's output lags by more than the bound.
     raw = Codec2("1200")
     raw.delay_samples = 0
-    assert estimate_delay(speech, raw.reconstruct(speech), RATE) > 0.01 * RATE
+    assert estimate_delay(speech, raw.reconstruct(speech), RATE) > 0.012 * RATE
 
 
 def test_codec2_1200_stoi_plausible_and_identity_perfect(speech):
