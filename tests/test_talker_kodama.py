@@ -105,6 +105,26 @@ def test_missing_or_broken_weights_say_what_is_wrong(tmp_path, weights) -> None:
         load_voices(tmp_path)
 
 
+def _espeak_corpus(root, rows):
+    """A corpus of espeak-ng clips: rows of (id, espeak voice, voice label, split, text), timings from its events."""
+    import soundfile as sf
+
+    from anima.talker.data.alignment import phonemes_from_events
+    from anima.talker.data.manifest import SAMPLE_RATE, Utterance, append_utterances
+    from anima.talker.espeak import EspeakTTS
+
+    (root / "wav").mkdir(parents=True)
+    records = []
+    for n, (uid, espeak_voice, label, split, text) in enumerate(rows):
+        chunk = EspeakTTS(voice=espeak_voice).synthesize(text)
+        sf.write(root / "wav" / f"{uid}.wav", chunk.samples, SAMPLE_RATE, subtype="PCM_16")
+        duration = chunk.samples.size / SAMPLE_RATE
+        records.append(Utterance(uid, text, label, "neutral", split, n, duration,
+                                 tuple(phonemes_from_events(chunk.events, duration))))
+    append_utterances(root, records)
+    return root
+
+
 # -- the CLI: reconstruct, say, tokenize + export -------------------------------------------------------
 
 def _run(argv: list[str]) -> int:
@@ -147,23 +167,11 @@ def test_say_writes_speech_and_refuses_unknown_voice_or_emotion(weights, tmp_pat
 
 
 def test_tokenize_then_export_builds_a_weights_folder_the_talker_loads(weights, tmp_path) -> None:
-    from anima.talker.data.manifest import SAMPLE_RATE, Utterance, append_utterances
-    from anima.talker.espeak import EspeakTTS
 
-    corpus = tmp_path / "corpus"
-    (corpus / "wav").mkdir(parents=True)
-    records = []
-    for n, (voice, text) in enumerate([("en-us", "Aye, sir."), ("en-us", "The sea is calm."), ("en-gb", "Hello there.")]):
-        chunk = EspeakTTS(voice=voice).synthesize(text)
-        import soundfile as sf
-
-        uid = f"{n:05d}-{voice}"
-        sf.write(corpus / "wav" / f"{uid}.wav", chunk.samples, SAMPLE_RATE, subtype="PCM_16")
-        phones = [e for e in chunk.events if e.kind == "phoneme"]
-        spans = tuple((e.text, e.time_s, (phones[i + 1].time_s if i + 1 < len(phones) else chunk.samples.size / SAMPLE_RATE))
-                      for i, e in enumerate(phones))
-        records.append(Utterance(uid, text, f"espeak:{voice}", "neutral", "train", n, chunk.samples.size / SAMPLE_RATE, spans))
-    append_utterances(corpus, records)
+    corpus = _espeak_corpus(tmp_path / "corpus", [
+        ("00000-en-us", "en-us", "espeak:en-us", "train", "Aye, sir."),
+        ("00001-en-us", "en-us", "espeak:en-us", "train", "The sea is calm."),
+        ("00002-en-gb", "en-gb", "espeak:en-gb", "train", "Hello there.")])
     assert _run(["talker", "tokenize", "--tokenizer", str(weights / "tokenizer"), "--corpus", str(corpus), "--quiet"]) == 0
     codes = np.load(corpus / "tokens" / "00000-en-us.npy")
     assert codes.dtype == np.int16 and codes.shape[0] == 8
@@ -219,27 +227,15 @@ def test_spectrogram_png_has_one_row_per_file(tmp_path) -> None:
 
 def test_eval_tts_scores_intelligibility_cloning_and_emotion(weights, tmp_path) -> None:
     """The TTS scorer end to end on tiny random models (the numbers are meaningless; the plumbing is not)."""
-    import soundfile as sf
 
-    from anima.talker.data.manifest import SAMPLE_RATE, Utterance, append_utterances
-    from anima.talker.espeak import EspeakTTS
     from anima.talker.model.phoneme_judge import PhonemeJudge, PhonemeJudgeConfig
     from anima.talker.model.speaker_encoder import SpeakerEncoder, SpeakerEncoderConfig
     from anima.talker.training.evaluate_tts import evaluate_tts
 
-    corpus = tmp_path / "corpus"
-    (corpus / "wav").mkdir(parents=True)
-    rows = [("piper:joe", "test", "Aye, sir."), ("piper:joe", "test", "The sea is calm."),
-            ("espeak:en-us-nyc", "heldout", "Hello there."), ("espeak:en-us-nyc", "heldout", "Aye, sir.")]
-    records = []
-    for n, (voice, split, text) in enumerate(rows):
-        chunk = EspeakTTS(voice="en-us").synthesize(text)
-        uid = f"{n:05d}"
-        sf.write(corpus / "wav" / f"{uid}.wav", chunk.samples, SAMPLE_RATE, subtype="PCM_16")
-        phones = [e for e in chunk.events if e.kind == "phoneme"]
-        spans = tuple((e.text, e.time_s, e.time_s + 0.05) for e in phones)
-        records.append(Utterance(uid, text, voice, "neutral", split, n, chunk.samples.size / SAMPLE_RATE, spans))
-    append_utterances(corpus, records)
+    corpus = _espeak_corpus(tmp_path / "corpus", [
+        ("00000", "en-us", "piper:joe", "test", "Aye, sir."), ("00001", "en-us", "piper:joe", "test", "The sea is calm."),
+        ("00002", "en-us", "espeak:en-us-nyc", "heldout", "Hello there."),
+        ("00003", "en-us", "espeak:en-us-nyc", "heldout", "Aye, sir.")])
     tts = KodamaTTS.load(weights, seed=0)
     judge = PhonemeJudge(PhonemeJudgeConfig(inventory=tts.model.config.symbols, d_model=32, n_layers=1, n_heads=2,
                                             conv_kernel=5, ff_mult=2)).eval()
