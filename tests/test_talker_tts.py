@@ -86,6 +86,49 @@ def test_sequence_targets_cover_target_audio_only():
     assert torch.equal(frames[:, 10], torch.full((8,), config.eoa))
 
 
+def test_frame_alignment_and_sequence_align():
+    from anima.talker.training.tts_data import frame_alignment
+    # "a _: _: b" at 0-0.1, 0.1-0.2, 0.2-0.3, 0.3-0.5: the repeated pause collapses to one symbol (index 1)
+    phonemes = (("a", 0.0, 0.1), ("_:", 0.1, 0.2), ("_:", 0.2, 0.3), ("b", 0.3, 0.5))
+    assert frame_alignment(phonemes, 7).tolist() == [0, 1, 1, 1, 2, 2, 2]  # centres 0.04 .. 0.52 s
+    config = tiny()
+    codes, prompt = torch.randint(0, 1024, (8, 6)), torch.randint(0, 1024, (8, 4))
+    seq = make_sequence(config, [1, 2, 3], codes, [4, 5], prompt, text_align=[0, 0, 1, 1, 2, 2], prompt_align=[0, 0, 1, 1])
+    align = seq["align"]
+    assert align.shape == seq["target"].shape[:1]
+    boa = 2 + 2 + 3
+    assert (align[:boa] == -1).all()  # conditioning and phoneme positions are not audio queries
+    spoken = align[boa:boa + 4 + 6 + 1].tolist()  # steps 0.. write frames 0..: prompt (4), target (6), EOA
+    assert spoken == [2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 6]  # sequence positions of the phonemes (after the 2 conditions)
+    assert all(a == -1 or 2 <= a < boa for a in align.tolist())
+    with pytest.raises(ValueError, match="alignment"):
+        make_sequence(config, [1, 2, 3], codes, text_align=[0, 1])
+
+
+def test_guided_attention_learns_the_alignment():
+    """The guided term pulls the alignment head onto the spoken phoneme; without it the NLL alone is trained."""
+    torch.manual_seed(0)
+    config = tiny(codebook_size=32)
+    model = KodamaTTS(config)
+    from anima.talker.training.tts_data import collate
+    text, codes = [1, 2, 3, 4, 5], torch.randint(0, 32, (8, 10))
+    seq = make_sequence(config, text, codes, text_align=[0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    batch = collate([seq], torch.zeros(1, config.d_speaker), torch.zeros(1, config.d_emotion))
+    assert "align" in batch
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    first = None
+    for _ in range(60):
+        loss, stats = model.loss(batch, align_weight=1.0)
+        first = first if first is not None else stats["align"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert stats["align"] < 0.3 * first, (first, stats["align"])
+    assert "align" not in model.loss(batch)[1]  # off by default: L_TTS alone
+    with pytest.raises(ValueError, match="align_layers"):
+        KodamaTTS(tiny(align_layers=(5,)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward: causality and the KV cache
 
@@ -353,7 +396,7 @@ def test_train_script_runs_and_resumes(tmp_path):
     out = tmp_path / "run"
     args = parser.parse_args(["--corpus", str(corpus), "--out", str(out), "--config", "tiny", "--steps", "3",
                               "--batch", "2", "--save-every", "2", "--val-every", "2", "--quiet",
-                              "--set", "n_layer=1"])
+                              "--set", "n_layer=1", "--set", "align_layers=0"])
     report = train_tts.run(args)
     assert report["step"] == 3 and report["config"]["n_layer"] == 1
     lines = (out / "metrics.jsonl").read_text().splitlines()

@@ -76,11 +76,17 @@ class Attention(nn.Module):
         self.rope = RotaryEmbedding(self.head_dim)
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None, offset: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerCache | None, offset: int,
+                probs: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``probs``: when given (training, no cache), head 0's attention weights (B, T, T) are appended to it."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
         q, k = self.rope(q, offset), self.rope(k, offset)
+        if probs is not None:  # the alignment head, computed apart (SDPA does not return weights)
+            scores = (q[:, 0] @ k[:, 0].transpose(1, 2)) / math.sqrt(self.head_dim)  # (B, T, T)
+            causal_mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            probs.append(scores.masked_fill(~causal_mask, -math.inf).softmax(-1))
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, offset + T, hd)
         if offset == 0:
@@ -103,8 +109,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(),
                                  nn.Linear(4 * config.d_model, config.d_model), nn.Dropout(config.dropout))
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None, offset: int) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, offset)
+    def forward(self, x: torch.Tensor, cache: LayerCache | None, offset: int,
+                probs: list[torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, offset, probs)
         return x + self.mlp(self.ln2(x))
 
 
@@ -128,6 +135,7 @@ class KodamaTTSConfig:
     max_phonemes: int = 400  # text positions (prompt + target phonemes) the model accepts
     max_frames: int = 600  # audio frames (prompt + generated) = 48 s at 12.5 Hz
     tie_heads: bool = True  # output heads share the audio embedding tables (a quarter fewer weights)
+    align_layers: tuple[int, ...] = ()  # layers whose head 0 training guides onto the phoneme being spoken
 
     @property
     def delays(self) -> tuple[int, ...]:
@@ -150,9 +158,9 @@ class KodamaTTSConfig:
         """``tiny`` (tests: seconds) or ``small`` (sized for < 40 ms per frame on one CPU thread)."""
         match name:
             case "tiny":
-                base = dict(n_layer=2, n_head=2, d_model=64, max_phonemes=128, max_frames=256)
+                base = dict(n_layer=2, n_head=2, d_model=64, max_phonemes=128, max_frames=256, align_layers=(1,))
             case "small":  # measured: ~10 ms per frame, first frame ~130 ms for 80 phonemes (1 thread, musicgen delay)
-                base = dict(n_layer=6, n_head=4, d_model=256)
+                base = dict(n_layer=6, n_head=4, d_model=256, align_layers=(2, 3))
             case _:
                 raise ValueError(f"unknown config {name!r}; choose tiny or small")
         return cls(**{**base, **overrides})
@@ -204,13 +212,17 @@ class Sampling:
 
 
 def make_sequence(config: KodamaTTSConfig, text: Sequence[int], codes: torch.Tensor | None,
-                  prompt_text: Sequence[int] = (), prompt_codes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  prompt_text: Sequence[int] = (), prompt_codes: torch.Tensor | None = None,
+                  text_align: Sequence[int] | None = None, prompt_align: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
     """One utterance as model inputs; the two conditioning positions come first and are not in these tensors.
 
     ``text``/``prompt_text``: phoneme ids. ``codes``: (K, T) target frames (None at inference: the
     sequence then ends at the prompt's last complete step). Returns ``text`` (L,) text ids (0 at audio
     positions), ``audio`` (L, K) codes (PAD at text positions), ``is_audio`` (L,) bool and, with
     ``codes``, ``target`` (2 + L, K): the code each position's logits must predict, IGNORE elsewhere.
+    With ``text_align`` (T,) (and ``prompt_align`` (P,) for a prompt): the index of the phoneme spoken
+    in each frame; adds ``align`` (2 + L,): for each position that predicts a step, the sequence
+    position of the phoneme of the frame it writes first (its codebook-0 frame), -1 elsewhere.
     """
     K, delays = config.n_codebooks, config.delays
     P = 0 if prompt_codes is None else prompt_codes.shape[1]
@@ -237,6 +249,16 @@ def make_sequence(config: KodamaTTSConfig, text: Sequence[int], codes: torch.Ten
         boa = 2 + n_text - 1  # position of BOA in the full sequence: its logits predict step 0
         target[boa:boa + S] = torch.where(keep, steps.T, IGNORE)
         out["target"] = target
+        if text_align is not None:
+            n_prompt_text, T = len(prompt_text), codes.shape[1]
+            if len(text_align) != T or (P and (prompt_align is None or len(prompt_align) != P)):
+                raise ValueError(f"alignment: {len(text_align)} target / {0 if prompt_align is None else len(prompt_align)} "
+                                 f"prompt frames for {T} / {P} frames of codes")
+            spoken = list(prompt_align or [])[:P] + [n_prompt_text + int(a) for a in text_align] + [n_prompt_text + len(text) - 1]
+            align = torch.full((2 + L,), -1, dtype=torch.long)
+            spoken += [spoken[-1]] * (S - len(spoken))  # the delay tail: later codebooks finish the last frames
+            align[boa:boa + S] = 2 + torch.tensor(spoken[:S], dtype=torch.long)  # the position predicting step j writes frame j first
+            out["align"] = align
     return out
 
 
@@ -248,6 +270,8 @@ class KodamaTTS(nn.Module):
     def __init__(self, config: KodamaTTSConfig) -> None:
         super().__init__()
         check_delays(config.delays, config.n_codebooks)
+        if any(not 0 <= i < config.n_layer for i in config.align_layers):
+            raise ValueError(f"align_layers {config.align_layers}: the model has layers 0..{config.n_layer - 1}")
         if config.d_model % config.n_head:
             raise ValueError(f"d_model {config.d_model} does not divide into {config.n_head} heads")
         if not config.symbols or config.symbols[0] != "_":
@@ -286,7 +310,7 @@ class KodamaTTS(nn.Module):
 
     def forward(self, speaker: torch.Tensor | None, emotion: torch.Tensor | None, text: torch.Tensor,
                 audio: torch.Tensor, is_audio: torch.Tensor, state: TTSState | None = None,
-                last_only: bool = False) -> torch.Tensor:
+                last_only: bool = False, attn_probs: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits of the next step's codes at every position: (B, n, K, V), V = codebook_size + 2.
 
         ``speaker`` (B, D_spk) and ``emotion`` (B, D_emo) are given for the first call of a sequence
@@ -294,7 +318,8 @@ class KodamaTTS(nn.Module):
         ``audio`` (B, L, K), ``is_audio`` (B, L): the positions after them (``make_sequence``).
         n = L (+ 2 with the conditioning), or 1 with ``last_only`` (generation: the 8 heads are the
         largest matmul, so a prefill computes them for its last position only). With ``state``, keys
-        and values are appended to its cache.
+        and values are appended to its cache. ``attn_probs``: a list that receives head 0's attention
+        weights (B, n, n) of each layer in ``config.align_layers`` (training).
         """
         x = self.embed(text, audio, is_audio)  # (B, L, d)
         if speaker is not None:
@@ -302,7 +327,8 @@ class KodamaTTS(nn.Module):
             x = torch.cat([cond, x], dim=1)  # (B, 2 + L, d)
         offset = state.length if state is not None else 0
         for i, block in enumerate(self.blocks):
-            x = block(x, state.layers[i] if state is not None else None, offset)
+            x = block(x, state.layers[i] if state is not None else None, offset,
+                      attn_probs if i in self.config.align_layers else None)
         if state is not None:
             state.length += x.shape[1]
         x = self.ln_f(x[:, -1:] if last_only else x)
@@ -311,18 +337,35 @@ class KodamaTTS(nn.Module):
             return torch.einsum("bnd,kvd->bnkv", x, self.audio_emb)  # (B, n, K, V)
         return self.heads(x).view(B, n, self.config.n_codebooks, -1)  # (B, n, K, V)
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """L_TTS: mean NLL over the target's audio codes (``batch``: padded ``make_sequence`` outputs)."""
-        logits = self(batch["speaker"], batch["emotion"], batch["text"], batch["audio"], batch["is_audio"])
+    def loss(self, batch: dict[str, torch.Tensor], align_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_TTS: mean NLL over the target's audio codes (``batch``: padded ``make_sequence`` outputs).
+
+        With ``align_weight`` > 0 and ``batch["align"]``, adds the guided-attention term: head 0 of each
+        ``config.align_layers`` layer should put its weight on the phoneme being spoken (+-1 phoneme),
+        -log of that mass averaged over the audio positions. It only shapes training (DC-TTS's guided
+        attention, with the corpus's phoneme timings instead of a diagonal prior): inference is unchanged.
+        """
+        guide = align_weight > 0 and "align" in batch and bool(self.config.align_layers)
+        probs: list[torch.Tensor] | None = [] if guide else None
+        logits = self(batch["speaker"], batch["emotion"], batch["text"], batch["audio"], batch["is_audio"], attn_probs=probs)
         target = batch["target"]  # (B, n, K)
         nll = F.cross_entropy(logits.flatten(0, 2), target.flatten(), ignore_index=IGNORE, reduction="none").view_as(target)
         valid = target != IGNORE
         loss = nll.sum() / valid.sum().clamp(min=1)
         ns = self.config.n_semantic
+        stats = {"loss": loss.item()}
+        if guide:
+            align = batch["align"]  # (B, n) key position of the spoken phoneme, -1 = not an audio query
+            rows = align >= 0
+            keys = torch.arange(align.shape[1], device=align.device)  # (n,)
+            window = (keys[None, None] - align[..., None]).abs() <= 1  # (B, n, n)
+            mass = torch.stack([(p * window).sum(-1) for p in probs])  # (layers, B, n)
+            align_loss = -(mass.clamp_min(1e-6).log() * rows).sum() / (rows.sum() * len(probs)).clamp(min=1)
+            stats["align"] = align_loss.item()
+            loss = loss + align_weight * align_loss
         with torch.no_grad():
-            stats = {"loss": loss.item(),
-                     "semantic_nll": (nll[..., :ns].sum() / valid[..., :ns].sum().clamp(min=1)).item(),
-                     "acoustic_nll": (nll[..., ns:].sum() / valid[..., ns:].sum().clamp(min=1)).item()}
+            stats.update({"semantic_nll": (nll[..., :ns].sum() / valid[..., :ns].sum().clamp(min=1)).item(),
+                          "acoustic_nll": (nll[..., ns:].sum() / valid[..., ns:].sum().clamp(min=1)).item()})
         return loss, stats
 
     # -- inputs -----------------------------------------------------------------------------------

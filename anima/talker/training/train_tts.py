@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=500, help="linear warm-up steps (default %(default)s)")
     parser.add_argument("--prompt-p", type=float, default=0.5, help="probability of a same-voice prompt (default %(default)s)")
     parser.add_argument("--speaker-drop", type=float, default=0.1, help="probability of a zeroed speaker vector (default %(default)s)")
+    parser.add_argument("--align-weight", type=float, default=1.0,
+                        help="weight of the guided-attention loss on config.align_layers (default %(default)s; 0 = off)")
     parser.add_argument("--val-every", type=int, default=500, help="steps between validation losses (default %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances per split")
 
@@ -72,31 +74,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95))
-    net = distributed.wrap(model, lambda m, b: m.loss(b)[0])
+    net = distributed.wrap(model, lambda m, b: m.loss(b, args.align_weight))
     last_val = {"val_loss": float("nan")}
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = lr_at(i, args.steps, args.lr, args.warmup)
         batch = {k: v.to(info.device) for k, v in distributed.shard(batcher.sample(args.batch)).items()}
-        loss = net(batch)
+        loss, stats = net(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        stats = {"loss": loss.item()}
         if val_batcher is not None and ((i + 1) % args.val_every == 0 or i + 1 == args.steps):
             model.eval()
             with torch.no_grad():
                 vb = {k: v.to(info.device) for k, v in val_batcher.sample(args.batch).items()}
-                _, vstats = model.loss(vb)
-                last_val.update({"val_loss": vstats["loss"], "val_semantic_nll": vstats["semantic_nll"],
-                                 "val_acoustic_nll": vstats["acoustic_nll"]})
+                _, vstats = model.loss(vb, args.align_weight)
+                last_val.update({f"val_{k}": v for k, v in vstats.items()})
             model.train()
         return {**stats, **last_val}
 
     cfg = {**model.config_dict(), "train": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                                             "corpus": str(args.corpus), "prompt_p": args.prompt_p,
+                                            "align_weight": args.align_weight,
                                             "preset": args.config, "overrides": list(args.set)}}
     rngs = [batcher.rng] + ([val_batcher.rng] if val_batcher is not None else [])
     state = train_loop(model, opt, step_fn, args.steps, out, cfg, save_every=args.save_every, desc="kodama tts",

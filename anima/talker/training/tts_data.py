@@ -41,6 +41,27 @@ class TTSItem:
     codes: np.ndarray  # (K, T) int16 codes
     speaker: np.ndarray  # (D_spk,) float32, zeros if the corpus has none
     emotion: np.ndarray  # (len(EMOTIONS),) float32 one-hot
+    align: np.ndarray  # (T,) int64: index into ``text`` of the phoneme spoken in each frame
+
+
+def frame_alignment(phonemes: tuple[tuple[str, float, float], ...], n_frames: int, frame_s: float = 0.08) -> np.ndarray:
+    """(n_frames,) index of the phoneme spoken at each frame's centre, in ``normalize_phonemes`` order.
+
+    A frame between two phonemes takes the earlier one, before the first the first; a repeated pause
+    collapsed by ``normalize_phonemes`` shares its kept symbol's index.
+    """
+    kept: list[int] = []  # raw phoneme -> normalized index
+    last: str | None = None
+    for sym, _, _ in phonemes:
+        if not (sym.startswith("_") and last == sym):
+            kept.append(len(kept) and kept[-1] + 1)
+        else:
+            kept.append(kept[-1])
+        last = sym
+    starts = np.array([p[1] for p in phonemes])
+    centres = (np.arange(n_frames) + 0.5) * frame_s
+    raw = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(phonemes) - 1)
+    return np.asarray(kept, dtype=np.int64)[raw]
 
 
 def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: int | None = None) -> list[TTSItem]:
@@ -74,7 +95,8 @@ def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: i
         emotion = np.zeros(config.d_emotion, np.float32)
         if u.emotion in EMOTIONS and config.d_emotion == len(EMOTIONS):
             emotion[EMOTIONS.index(u.emotion)] = 1.0
-        items.append(TTSItem(u.id, u.voice, np.array([index[s] for s in symbols], np.int64), codes, speaker, emotion))
+        align = frame_alignment(u.phonemes, codes.shape[1])
+        items.append(TTSItem(u.id, u.voice, np.array([index[s] for s in symbols], np.int64), codes, speaker, emotion, align))
         if limit is not None and len(items) >= limit:
             break
     if missing or too_long:
@@ -98,10 +120,14 @@ def collate(seqs: list[dict[str, torch.Tensor]], speakers: torch.Tensor, emotion
         "target": torch.full((B, L + 2, K), IGNORE, dtype=torch.long),
         "speaker": speakers, "emotion": emotions,
     }
+    if all("align" in s for s in seqs):
+        batch["align"] = torch.full((B, L + 2), -1, dtype=torch.long)
     for b, s in enumerate(seqs):
         n = s["text"].shape[0]
         batch["text"][b, :n], batch["audio"][b, :n], batch["is_audio"][b, :n] = s["text"], s["audio"], s["is_audio"]
         batch["target"][b, :n + 2] = s["target"]
+        if "align" in batch:
+            batch["align"][b, :n + 2] = s["align"]
     return batch
 
 
@@ -137,7 +163,8 @@ class TTSBatcher:
         prompt = self._prompt(i)
         seq = make_sequence(self.config, item.text.tolist(), torch.from_numpy(item.codes.astype(np.int64)),
                             prompt.text.tolist() if prompt else (),
-                            torch.from_numpy(prompt.codes.astype(np.int64)) if prompt else None)
+                            torch.from_numpy(prompt.codes.astype(np.int64)) if prompt else None,
+                            item.align.tolist(), prompt.align.tolist() if prompt else None)
         drop = self.rng.random() < self.speaker_drop_p
         return seq, np.zeros_like(item.speaker) if drop else item.speaker
 
