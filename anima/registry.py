@@ -161,6 +161,15 @@ def _kodama_talker(voice: str) -> TTS:
 TALKERS.register("kodama", "neural: speech-token language model + 1 kbps tokenizer (shipped weights)", _kodama_talker)
 
 
+def _piper_talker(voice: str) -> TTS:
+    from anima.talker.piper import PiperTTS
+
+    return PiperTTS(voice=voice)
+
+
+TALKERS.register("piper", "neural Piper VITS voice (piper-tts, GPL-3.0; voice CC0) with model phoneme timings", _piper_talker)
+
+
 # -- faces ------------------------------------------------------------------------------------------
 def _procedural_face(seed: int) -> FaceAnimator:
     from anima.face.procedural import ProceduralFace
