@@ -227,7 +227,10 @@ class _Model:
     sample_rate: int
     hop: int
     id_map: dict[str, list[int]]
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards nothing heavy: phonemizer calls
+    lock: threading.Lock  # the phonemizer: piper's bundled espeak-ng keeps global state
+
+
+_PHONEMIZER_LOCK = threading.Lock()  # one per process: every Piper voice shares piper's espeak-ng
 
 
 _MODELS: dict[str, _Model] = {}
@@ -257,7 +260,7 @@ def _load(name: str, threads: int) -> _Model:
         if any(len(ids) != 1 for ids in config.phoneme_id_map.values()):
             raise RuntimeError("piper voice: expected one id per phoneme")
         model = _Model(PiperVoice(session=session, config=config), config.sample_rate, config.hop_length,
-                       dict(config.phoneme_id_map))
+                       dict(config.phoneme_id_map), _PHONEMIZER_LOCK)
         _MODELS[name] = model
         logger.debug("piper voice %s loaded (%d Hz)", name, config.sample_rate)
         return model
@@ -335,13 +338,13 @@ def _pieces(model: _Model, text: str) -> list[_Piece]:
         with model.lock:
             weights = [max(1, len(_spoken([p for s in model.voice.phonemize(text[a:b]) for p in s]))) for a, b in spans]
         total, acc, word_at = sum(weights), 0, []
-        for (a, b), w in zip(spans, weights):
+        for (a, b), w in zip(spans, weights, strict=True):
             k = min(int(round(acc * len(spoken) / total)), len(spoken) - 1)
             word_at.append((spoken[k], a, text[a:b]))
             acc += w
-        limit = FIRST_PIECE_PHONEMES if not pieces else MAX_PIECE_PHONEMES
         offset = 0
-        for chunk in _split(phonemes, MAX_PIECE_PHONEMES) if pieces else _first_split(phonemes, limit):
+        cut = _split(phonemes, MAX_PIECE_PHONEMES) if pieces else _first_split(phonemes, FIRST_PIECE_PHONEMES)
+        for chunk in cut:
             words = [(i - offset, a, w) for i, a, w in word_at if offset <= i < offset + len(chunk)]
             pieces.append(_Piece(chunk, words))
             offset += len(chunk)
