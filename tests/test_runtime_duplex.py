@@ -16,7 +16,10 @@ from anima.core.frames import (
     AgentStateFrame,
     AgentStoppedSpeakingFrame,
     InterruptionFrame,
+    PauseFrame,
     PlayedAudioFrame,
+    ResumeFrame,
+    SpeechEvent,
     TickFrame,
 )
 from anima.core.history import ConversationHistory
@@ -34,10 +37,13 @@ pytestmark = pytest.mark.unit
 LONG = " ".join(f"w{i}" for i in range(20))  # 20 words = 5 s of tone speech
 
 
-def _session(user_turns, replies, realtime=False):
+def _session(user_turns, replies, realtime=False, turn_taking=None):
     tts = ToneTTS()
 
     def synth(text):
+        if text in ("", "mm-hm"):  # a 300 ms burst of noise: a cough, or a murmured backchannel
+            burst = np.random.default_rng(7).standard_normal(int(0.3 * 24000)).astype(np.float32) * 0.2
+            return burst, [SpeechEvent("word", 0.1, text, 0, len(text))] if text else []
         samples, events = tts.render(text)
         return samples, events
 
@@ -45,7 +51,7 @@ def _session(user_turns, replies, realtime=False):
     before_playout = FrameRecorder("before_playout")
     after = FrameRecorder("after_playout")
     stages = [
-        TurnTaking(),
+        turn_taking or TurnTaking(),
         ThinkerStage(ScriptedThinker(replies), history),
         TalkerStage(tts),
         before_playout,
@@ -100,9 +106,73 @@ def test_barge_in_stops_agent_and_history_keeps_only_heard_words():
     fade_tick = [p for p in played if p.pts_ns < silent_ns <= p.pts_ns + 40_000_000]
     assert fade_tick and np.abs(fade_tick[0].samples[int(0.006 * 24000):]).max() == 0.0
 
-    # Audio that was queued for the interrupted turn was dropped, not delivered later.
-    after_int = [f for f in before.of_type(AgentAudioFrame) if f.turn_id == first_turn and f.pts_ns > silent_ns]
+    # Audio that was queued for the interrupted turn was dropped, not delivered later. (The agent went
+    # silent at the onset, a pause; the barge-in was confirmed once the speech lasted: the Talker may
+    # deliver until then, and the playout holds that audio and drops it.)
+    confirmed_ns = before.of_type(InterruptionFrame)[0].pts_ns
+    assert confirmed_ns >= silent_ns
+    after_int = [f for f in before.of_type(AgentAudioFrame) if f.turn_id == first_turn and f.pts_ns > confirmed_ns]
     assert after_int == []
+
+
+@pytest.mark.parametrize("sound", ["", "mm-hm"])
+def test_a_cough_or_backchannel_pauses_the_agent_and_it_resumes_where_it_stopped(sound):
+    turns = [UserTurnSpec("hello there captain"), UserTurnSpec(sound, barge_in_s=2.0), UserTurnSpec("thanks")]
+    replies = [ActionPlan(LONG), ActionPlan("okay then")]
+    session, _, after = _session(turns, replies)
+    result = _run(session)
+
+    assert [s.interrupted for s in after.of_type(AgentStoppedSpeakingFrame)] == [False, False]
+    assert after.of_type(InterruptionFrame) == []
+    (pause,), (resume,) = after.of_type(PauseFrame), after.of_type(ResumeFrame)
+    assert resume.heard == sound
+    assert 1.0 <= resume.paused_s <= 1.6  # silence after the 0.3 s sound (1.0 s) + the detector's hangover
+    assert [(t.speaker, t.text, t.kind) for t in result.history.turns] == [
+        ("user", "hello there captain", "turn"),
+        ("user", sound or "(noise)", "backchannel"),
+        ("agent", LONG, "turn"),  # said in full: nothing was lost across the pause
+        ("user", "thanks", "turn"),
+        ("agent", "okay then", "turn"),
+    ]
+    assert [m["content"] for m in result.history.as_messages()] == ["hello there captain", LONG, "thanks", "okay then"]
+
+    played = after.of_type(PlayedAudioFrame)
+    first = after.of_type(AgentStoppedSpeakingFrame)[0]
+    assert first.played_s == pytest.approx(20 * ToneTTS.word_s, abs=0.01)  # every sample, once
+    silent = [p for p in played if pause.pts_ns + 40_000_000 <= p.pts_ns < resume.pts_ns - 40_000_000]
+    assert silent and all(p.turn_id is None and not np.abs(p.samples).any() for p in silent)
+    # Lip sync follows the audio: each word's latest schedule falls where its audio is heard.
+    latest = {}
+    for p in played:
+        for t, ev in p.scheduled_events:
+            if ev.kind == "word" and ev.text.startswith("w"):
+                latest[ev.text] = t
+    assert len(latest) == 20
+    by_time = {p.pts_ns: p for p in played}
+    pause_s, resume_s = pause.pts_ns / NS_PER_S, resume.pts_ns / NS_PER_S
+    for word, t in latest.items():
+        assert not pause_s <= t < resume_s, f"{word} scheduled inside the pause"
+        if t + 0.05 < pause_s or t >= resume_s:  # (the word the pause cut in two is heard in part)
+            tick = by_time[int((t + 0.05) * 25) * 40_000_000]  # 50 ms into the word
+            assert tick.turn_id == first.turn_id and np.abs(tick.samples).max() > 0.05, word
+
+
+def test_without_recovery_a_cough_interrupts_at_once():
+    turns = [UserTurnSpec("hello there captain"), UserTurnSpec("", barge_in_s=2.0), UserTurnSpec("thanks")]
+    replies = [ActionPlan(LONG), ActionPlan("okay then")]
+    session, _, after = _session(turns, replies, turn_taking=TurnTaking(recovery=None))
+    result = _run(session)
+    assert after.of_type(PauseFrame) == []
+    assert [s.interrupted for s in after.of_type(AgentStoppedSpeakingFrame)][0] is True
+    assert result.metrics.barge_in_latency_s and result.metrics.barge_in_latency_s[0] <= 0.1
+
+
+def test_backchannel_words_are_told_apart_from_real_ones():
+    from anima.core.duplex import Recovery
+
+    r = Recovery()
+    assert not r.has_words("Mm-hm.") and not r.has_words("yeah, right") and not r.has_words("")
+    assert r.has_words("wait") and r.has_words("yeah but no")
 
 
 def test_reply_latency_and_states():

@@ -9,17 +9,29 @@ drops what it had queued for the interrupted reply.
 A user turn ends when the detector has heard ``min_silence_s`` of silence *and* a final transcript
 has arrived (from speech recognition, or the script). Requiring both keeps a mid-sentence pause
 from ending the turn early. Typed text ends a turn at once.
+
+False-interruption recovery (as LiveKit Agents does it): sound from the user during the agent's
+turn first only *pauses* the agent (``PauseFrame``: the playout goes silent at once, so a real
+barge-in is as fast as before). It becomes a barge-in when the speech lasts ``min_speech_s`` or
+the recogniser hears a word that is not a backchannel ("mm-hm", "yeah"); when the user is silent
+again for ``resume_after_s`` without either, the agent resumes where it stopped (``ResumeFrame``)
+and the history records what was heard. ``recovery=None`` interrupts at the onset, as before.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from anima.core.frames import (
+    NS_PER_S,
     AgentStartedSpeakingFrame,
     AgentState,
     AgentStateFrame,
     AgentStoppedSpeakingFrame,
     Frame,
     InterruptionFrame,
+    PauseFrame,
+    ResumeFrame,
     SystemFrame,
     TickFrame,
     UserAudioFrame,
@@ -33,19 +45,45 @@ from anima.core.stage import DOWN, UP, Direction, Stage
 from anima.core.vad import EnergyVAD
 
 
-class TurnTaking(Stage):
-    """Voice activity, end of turn, barge-in and the agent state."""
+# Words that acknowledge without taking the floor (and fillers): they never make a barge-in.
+BACKCHANNELS = frozenset("""
+    mm mhm mmhm mm-hm hm hmm uh-huh uhhuh uh-uh uh um er ah oh ooh aha yeah yep yes right okay ok
+    sure i see wow really alright
+""".split())
 
-    def __init__(self, vad: EnergyVAD | None = None, barge_in: bool = True) -> None:
+
+@dataclass(frozen=True)
+class Recovery:
+    """When sound during the agent's turn is a barge-in, and when it was a false alarm."""
+
+    min_speech_s: float = 0.5  # speech this long is a barge-in (a cough or "mm-hm" is shorter)
+    resume_after_s: float = 1.0  # this long silent again, with no real word heard: resume
+    backchannels: frozenset[str] = BACKCHANNELS
+
+    def has_words(self, text: str) -> bool:
+        """Whether ``text`` holds a word that is not a backchannel or filler."""
+        words = (w.strip(".,!?;:'\"()").lower() for w in text.split())
+        return any(w and w not in self.backchannels for w in words)
+
+
+class TurnTaking(Stage):
+    """Voice activity, end of turn, barge-in (with false-interruption recovery) and the agent state."""
+
+    def __init__(self, vad: EnergyVAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery()) -> None:
         super().__init__(name="turns")
         self.vad = vad or EnergyVAD()
         self.barge_in = barge_in
+        self.recovery = recovery
         self.state = AgentState.IDLE
         self.agent_speaking = False
         self.awaiting_reply = False
         self._transcript: list[str] = []
         self._transcript_final = False
         self._speech_end_ns: int | None = None
+        self._pause_onset_ns: int | None = None  # the agent is paused by user sound since this onset
+        self._segment_start_ns = 0  # onset of the user's current stretch of speech
+        self._pause_heard: list[str] = []  # backchannel words heard during the pause
+        self._after_resume = False  # a late final transcript may still belong to the resumed sound
 
     async def _set_state(self, state: AgentState) -> None:
         if state is not self.state:
@@ -67,17 +105,19 @@ class TurnTaking(Stage):
                         await self._on_speech_start(event.pts_ns)
                     else:
                         await self._on_speech_end(event.pts_ns)
+                await self._check_pause(frame.pts_ns)
                 await self.push_frame(frame)
             case UserTranscriptFrame():
-                if frame.final and frame.text.strip():
-                    self._transcript.append(frame.text.strip())
+                text = frame.text.strip()
+                if text and await self._words_during_pause(text, frame.final) and frame.final:
+                    self._transcript.append(text)
                     self._transcript_final = True
                     await self._maybe_end_turn()
                 await self.push_frame(frame)
             case UserTextFrame():
                 text = frame.text.strip()
                 if text:
-                    if self.barge_in and (self.agent_speaking or self.awaiting_reply):
+                    if self.barge_in and (self.agent_speaking or self.awaiting_reply or self._pause_onset_ns is not None):
                         await self._interrupt(self.clock.now_ns(), reason="user typed")
                     self._transcript.append(text)
                     self._transcript_final = True
@@ -85,21 +125,70 @@ class TurnTaking(Stage):
                     await self._maybe_end_turn()
                 await self.push_frame(frame)
             case TickFrame():
+                await self._check_pause(frame.pts_ns)
                 await self.push_frame(frame)
             case _:
                 await self.push_frame(frame)
 
     async def _on_speech_start(self, onset_ns: int) -> None:
         self._speech_end_ns = None
+        self._segment_start_ns = onset_ns
+        self._after_resume = False
         await self.push_frame(UserStartedSpeakingFrame(onset_pts_ns=onset_ns, pts_ns=onset_ns), DOWN)
         await self.push_frame(UserStartedSpeakingFrame(onset_pts_ns=onset_ns, pts_ns=onset_ns), UP)
-        if self.barge_in and (self.agent_speaking or self.awaiting_reply):
-            await self._interrupt(onset_ns)
+        if self.barge_in and (self.agent_speaking or self.awaiting_reply) and self._pause_onset_ns is None:
+            if self.recovery is None:
+                await self._interrupt(onset_ns)
+            else:
+                self._pause_onset_ns, self._pause_heard = onset_ns, []
+                await self.push_frame(PauseFrame(onset_pts_ns=onset_ns, pts_ns=self.clock.now_ns()), DOWN)
         await self._set_state(AgentState.LISTENING)
 
     async def _interrupt(self, onset_ns: int, reason: str = "user barge-in") -> None:
+        if self._pause_onset_ns is not None:  # the agent went silent at the pause: that onset counts
+            onset_ns, self._pause_onset_ns = self._pause_onset_ns, None
         self.awaiting_reply = False
         await self.push_frame(InterruptionFrame(reason=reason, onset_pts_ns=onset_ns, pts_ns=self.clock.now_ns()), DOWN)
+
+    async def _check_pause(self, now_ns: int) -> None:
+        """While paused: long enough speech is a barge-in; long enough silence after it, a false alarm."""
+        if self._pause_onset_ns is None or self.recovery is None:
+            return
+        if self.vad.speaking:
+            if now_ns - self._segment_start_ns >= self.recovery.min_speech_s * NS_PER_S:
+                await self._interrupt(self._pause_onset_ns)
+        elif self._speech_end_ns is not None and now_ns - self._speech_end_ns >= self.recovery.resume_after_s * NS_PER_S:
+            await self._resume()
+
+    async def _resume(self) -> None:
+        onset_ns, self._pause_onset_ns = self._pause_onset_ns, None
+        heard, self._pause_heard = " ".join(self._pause_heard), []
+        self._transcript, self._transcript_final, self._speech_end_ns = [], False, None
+        self._after_resume = True
+        await self.push_frame(ResumeFrame(heard=heard, onset_pts_ns=onset_ns or 0, pts_ns=self.clock.now_ns()), DOWN)
+        if self.agent_speaking:
+            await self._set_state(AgentState.SPEAKING)
+        elif self.awaiting_reply:
+            await self._set_state(AgentState.THINKING)
+
+    async def _words_during_pause(self, text: str, final: bool) -> bool:
+        """A transcript heard while paused (or just after a resume): does it belong to a user turn?
+
+        Real words make the pause a barge-in (and the text is the user's); backchannels only are
+        noted for the history and dropped from the turn.
+        """
+        if self.recovery is None or not (self._pause_onset_ns is not None or self._after_resume):
+            return True
+        if self.recovery.has_words(text):
+            if self._pause_onset_ns is not None:
+                await self._interrupt(self._pause_onset_ns)
+            elif self.barge_in and (self.agent_speaking or self.awaiting_reply):
+                await self._interrupt(self._segment_start_ns, reason="user barge-in (words after a resume)")
+            self._after_resume = False
+            return True
+        if final and self._pause_onset_ns is not None:
+            self._pause_heard.append(text)
+        return False
 
     async def _on_speech_end(self, end_ns: int) -> None:
         self._speech_end_ns = end_ns
@@ -110,7 +199,7 @@ class TurnTaking(Stage):
             await self._set_state(AgentState.IDLE)
 
     async def _maybe_end_turn(self) -> None:
-        if self.vad.speaking or not self._transcript_final:
+        if self.vad.speaking or not self._transcript_final or self._pause_onset_ns is not None:
             return
         text = " ".join(self._transcript)
         end_ns = self._speech_end_ns if self._speech_end_ns is not None else self.clock.now_ns()

@@ -13,6 +13,7 @@ class Turn:
     text: str
     interrupted: bool = False
     planned_text: str = ""  # agent only: what the thinker meant to say
+    kind: str = "turn"  # "turn", or "backchannel": user sound during the agent's turn that did not take the floor
 
 
 @dataclass
@@ -27,6 +28,11 @@ class ConversationHistory:
     def add_agent(self, heard_text: str, interrupted: bool, planned_text: str = "") -> None:
         self.turns.append(Turn("agent", heard_text, interrupted, planned_text))
 
+    def add_backchannel(self, heard: str) -> None:
+        """The user made a sound during the agent's turn and the agent went on: "mm-hm", or "(noise)"."""
+        self.turns.append(Turn("user", heard or "(noise)", kind="backchannel"))
+
     def as_messages(self) -> list[dict[str, str]]:
-        """OpenAI-style chat messages (agent turns as what was heard)."""
-        return [{"role": "user" if t.speaker == "user" else "assistant", "content": t.text} for t in self.turns]
+        """OpenAI-style chat messages (agent turns as what was heard; backchannels left out)."""
+        return [{"role": "user" if t.speaker == "user" else "assistant", "content": t.text}
+                for t in self.turns if t.kind == "turn"]

@@ -5,6 +5,10 @@ never a burst of queued audio: after an interruption the buffer is dropped and t
 silent but for a 5 ms fade that avoids a click. It is the authority on what the user heard: it knows
 how many samples of each utterance were played, hence which words, and reports that in
 ``AgentStoppedSpeakingFrame`` (upstream to the Thinker's history, downstream to the animators).
+
+A ``PauseFrame`` (the user may be barging in) silences it the same way but keeps everything not yet
+played; a ``ResumeFrame`` continues from there (5 ms fade-in), with the speech events of what is
+left re-scheduled later by the length of the pause, so lip sync and gestures follow the audio.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from anima.core.frames import (
     AgentStoppedSpeakingFrame,
     Frame,
     InterruptionFrame,
+    PauseFrame,
     PlayedAudioFrame,
+    ResumeFrame,
     SpeechEvent,
     SystemFrame,
     TickFrame,
@@ -38,12 +44,16 @@ class _Utterance:
         self.turn_id = turn_id
         self.text = text
         self.start_ns = start_ns  # media time of its first sample (planned, then actual)
-        self.words: list[tuple[float, SpeechEvent]] = []  # (absolute time s, event)
+        self.events: list[tuple[float, SpeechEvent]] = []  # (absolute time s, event)
         self.buffer = np.zeros(0, dtype=np.float32)
         self.played = 0  # samples played so far
         self.received = 0  # samples received so far
         self.final = False
         self.started = False
+
+    @property
+    def words(self) -> list[tuple[float, SpeechEvent]]:
+        return [item for item in self.events if item[1].kind == "word"]
 
     @property
     def done(self) -> bool:
@@ -79,6 +89,7 @@ class Playout(Stage):
         self._scheduled: list[tuple[float, SpeechEvent]] = []
         self._cancelled_turns: set[int] = set()
         self._pending_stop: AgentStoppedSpeakingFrame | None = None
+        self._paused_at_ns: int | None = None  # media time the output went silent for a pause
 
     def _ns(self, samples: int) -> int:
         return int(samples * NS_PER_S / self.sample_rate)
@@ -105,9 +116,8 @@ class Playout(Stage):
         start_s = u.start_ns / NS_PER_S
         for ev in frame.events:
             item = (start_s + ev.time_s, ev)
-            self._scheduled.append(item)
-            if ev.kind == "word":
-                u.words.append(item)
+            u.events.append(item)
+            self._scheduled.append(item)  # while paused, held back until the resume re-times them
         u.buffer = np.concatenate([u.buffer, frame.samples.astype(np.float32)])
         u.received += frame.samples.size
         u.final = u.final or frame.final
@@ -118,10 +128,11 @@ class Playout(Stage):
         if self._fade_tail.size:
             out[: self._fade_tail.size] = self._fade_tail[:n]
             self._fade_tail = np.zeros(0, dtype=np.float32)
-        turn_id = self._utterances[0].turn_id if self._utterances else None
+        paused = self._paused_at_ns is not None
+        turn_id = self._utterances[0].turn_id if self._utterances and not paused else None
         filled = 0
         stopped: list[_Utterance] = []
-        while self._utterances and filled < n:
+        while self._utterances and filled < n and not paused:
             u = self._utterances[0]
             take = min(n - filled, u.buffer.size)
             if take and not u.started:
@@ -140,7 +151,9 @@ class Playout(Stage):
                 self.metrics.underrun_ticks += 1  # mid-utterance and the Talker is late
             break
         self._next_play_ns = tick.pts_ns + tick.duration_ns
-        events, self._scheduled = tuple(self._scheduled), []
+        events, self._scheduled = (), self._scheduled
+        if not paused:
+            events, self._scheduled = tuple(self._scheduled), []
         await self.push_frame(PlayedAudioFrame(out, turn_id, events, pts_ns=tick.pts_ns))
         for u in stopped:
             stop = AgentStoppedSpeakingFrame(
@@ -149,18 +162,60 @@ class Playout(Stage):
             for d in (DOWN, UP):
                 await self.push_frame(dataclasses.replace(stop), d)
 
-    async def on_interruption(self, frame: InterruptionFrame) -> None:
-        playing = self._utterances[0] if self._utterances and self._utterances[0].started else None
+    def _fade_out(self, playing: _Utterance | None) -> int:
+        """Fade the next 5 ms of ``playing`` into the coming tick; the media time the output is silent."""
+        if self._paused_at_ns is not None:
+            return self._paused_at_ns  # already silent since the pause
         fade_n = int(FADE_S * self.sample_rate)
         tail = playing.buffer[:fade_n] if playing is not None else np.zeros(0, np.float32)
         self._fade_tail = tail * np.linspace(1.0, 0.0, tail.size, dtype=np.float32)
+        # Audio up to the next tick boundary is already out of the device; silence follows the fade.
+        return max(self.clock.now_ns(), self._next_play_ns) + self._ns(self._fade_tail.size)
+
+    def _pause(self) -> int:
+        """Go silent, keeping every unplayed sample; returns the media time of the silence."""
+        playing = self._utterances[0] if self._utterances and self._utterances[0].started else None
+        silent_ns = self._fade_out(playing)
+        if playing is not None and self._fade_tail.size:  # the faded samples count as played
+            playing.buffer = playing.buffer[self._fade_tail.size:]
+            playing.played += self._fade_tail.size
+        self._paused_at_ns = silent_ns
+        return silent_ns
+
+    def _resume(self) -> float:
+        """Continue where the pause stopped; what follows moves later by the pause. Returns its length (s)."""
+        paused_at, self._paused_at_ns = self._paused_at_ns, None
+        resume_ns = max(self.clock.now_ns(), self._next_play_ns)
+        shift_ns = max(0, resume_ns - paused_at)
+        shift_s, paused_s = shift_ns / NS_PER_S, paused_at / NS_PER_S
+        self._scheduled = []  # what the pause held back is rebuilt from the utterances, re-timed
+        ahead = 0  # samples queued before the utterance
+        for u in self._utterances:
+            if u.started:  # played time + the pause = media time again; what was heard keeps its time
+                u.start_ns += shift_ns
+                u.events = [(t + shift_s, ev) if t >= paused_s else (t, ev) for t, ev in u.events]
+            else:  # it starts after what is queued before it, from the resume on
+                start_ns = resume_ns + self._ns(ahead)
+                delta_s, u.start_ns = (start_ns - u.start_ns) / NS_PER_S, start_ns
+                u.events = [(t + delta_s, ev) for t, ev in u.events]
+            self._scheduled += [(t, ev) for t, ev in u.events if t >= paused_s]
+            ahead += u.buffer.size
+        if self._utterances and self._utterances[0].started:  # a 5 ms fade-in: no click
+            head = self._utterances[0]
+            n = min(int(FADE_S * self.sample_rate), head.buffer.size)
+            head.buffer = head.buffer.copy()
+            head.buffer[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
+        return shift_s
+
+    async def on_interruption(self, frame: InterruptionFrame) -> None:
+        playing = self._utterances[0] if self._utterances and self._utterances[0].started else None
+        silent_ns = self._fade_out(playing)
+        self._paused_at_ns = None
         self._cancelled_turns.update(u.turn_id for u in self._utterances)
         self._utterances = []
         self._scheduled = []
         if playing is None:
             return
-        # Audio up to the next tick boundary is already out of the device; silence follows the fade.
-        silent_ns = max(self.clock.now_ns(), self._next_play_ns) + self._ns(self._fade_tail.size)
         latency_s = (silent_ns - frame.onset_pts_ns) / NS_PER_S
         self.metrics.barge_in_latency_s.append(latency_s)
         if self.clock.realtime:
@@ -174,6 +229,10 @@ class Playout(Stage):
         self._pending_stop = dataclasses.replace(stopped)  # sent downstream after the interruption
 
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
+        if direction is DOWN and isinstance(frame, PauseFrame) and self._paused_at_ns is None:
+            frame = dataclasses.replace(frame, pts_ns=self._pause())
+        elif direction is DOWN and isinstance(frame, ResumeFrame) and self._paused_at_ns is not None:
+            frame = dataclasses.replace(frame, paused_s=self._resume(), pts_ns=max(self.clock.now_ns(), self._next_play_ns))
         await self.push_frame(frame, direction)
         if isinstance(frame, InterruptionFrame) and self._pending_stop is not None:
             stopped, self._pending_stop = self._pending_stop, None

@@ -16,6 +16,7 @@ from anima.core.frames import (
     FaceParamsFrame,
     Frame,
     InterruptionFrame,
+    PauseFrame,
     PlayedAudioFrame,
     SystemFrame,
     ThinkerPlanFrame,
@@ -80,5 +81,7 @@ class FaceStage(Stage):
         if direction is DOWN:
             self.replies.observe(frame)
             if isinstance(frame, AgentStoppedSpeakingFrame) and frame.interrupted:
+                self.face.cut_speech(frame.pts_s)
+            elif isinstance(frame, PauseFrame):  # silent from pts on; a resume re-schedules what is left
                 self.face.cut_speech(frame.pts_s)
         await self.push_frame(frame, direction)

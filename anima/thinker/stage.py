@@ -8,6 +8,7 @@ import itertools
 from anima.core.frames import (
     AgentStoppedSpeakingFrame,
     Frame,
+    ResumeFrame,
     SystemFrame,
     ThinkerPlanFrame,
     TickFrame,
@@ -67,4 +68,6 @@ class ThinkerStage(Stage):
     async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, AgentStoppedSpeakingFrame) and direction is UP:
             self.history.add_agent(frame.heard_text, frame.interrupted, self._planned.pop(frame.turn_id, ""))
+        elif isinstance(frame, ResumeFrame) and direction is DOWN:
+            self.history.add_backchannel(frame.heard)
         await self.push_frame(frame, direction)

@@ -23,6 +23,8 @@ from anima.core.frames.events import (
     AgentStoppedSpeakingFrame,
     ErrorFrame,
     InterruptionFrame,
+    PauseFrame,
+    ResumeFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -33,7 +35,7 @@ from anima.core.frames.video import VideoFrame
 __all__ = [
     "NS_PER_S", "SAMPLE_RATE", "AgentAudioFrame", "AgentStartedSpeakingFrame", "AgentState",
     "AgentStateFrame", "AgentStoppedSpeakingFrame", "BodyPoseFrame", "ControlFrame", "DataFrame",
-    "EndFrame", "ErrorFrame", "FaceParamsFrame", "Frame", "InterruptionFrame", "PlayedAudioFrame",
+    "EndFrame", "ErrorFrame", "FaceParamsFrame", "Frame", "InterruptionFrame", "PauseFrame", "PlayedAudioFrame", "ResumeFrame",
     "SpeechEvent", "SystemFrame", "TextPromptFrame", "ThinkerPlanFrame", "TickFrame", "TrajectoryFrame",
     "UninterruptibleFrame", "UserAudioFrame", "UserStartedSpeakingFrame", "UserStoppedSpeakingFrame",
     "UserTextFrame", "UserTranscriptFrame", "UserTurnFrame", "VideoFrame",

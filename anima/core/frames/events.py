@@ -28,6 +28,32 @@ class InterruptionFrame(SystemFrame):
 
 
 @dataclass
+class PauseFrame(SystemFrame):
+    """The user may be barging in (they started to make sound during the agent's turn): hold the output.
+
+    Turn-taking sends it at the speech onset; the playout goes silent at once, keeping everything
+    not yet played, and forwards it downstream with ``pts_ns`` = when the audio went silent (the
+    face closes the mouth there). An ``InterruptionFrame`` (a real barge-in) or a ``ResumeFrame``
+    (a cough, a noise, a backchannel: LiveKit Agents' false-interruption recovery) follows.
+    """
+
+    onset_pts_ns: int = 0
+
+
+@dataclass
+class ResumeFrame(SystemFrame):
+    """Not a barge-in after all: the agent continues where it stopped.
+
+    ``heard``: the user's words if the recogniser heard any (a backchannel such as "mm-hm"), "" for
+    a noise. ``paused_s``: how long the agent was silent (the playout fills it in on the way down).
+    """
+
+    heard: str = ""
+    onset_pts_ns: int = 0
+    paused_s: float = 0.0
+
+
+@dataclass
 class UserStartedSpeakingFrame(SystemFrame):
     onset_pts_ns: int = 0
 
