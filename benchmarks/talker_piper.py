@@ -13,7 +13,10 @@
     labels as those fricatives, divided by the spans' share of the speech time (1 = no better than
     chance; higher = the spans sit on the hiss). The model's timings are also shifted by +-20/40 ms:
     if they are right the score peaks at 0;
-  * the median |start difference| between the two methods on phonemes matched by symbol.
+  * the median |start difference| between the two methods on phonemes matched by symbol;
+- words: a word starts at its phoneme group when the phonemes have one group per word (timed by the
+  model), else at its share of the sentence's phonemes; the error of that fallback is measured on
+  the sentences where both exist.
 """
 
 from __future__ import annotations
@@ -175,6 +178,25 @@ def main() -> None:
             "median_abs_diff_ms": round(1000 * float(np.median(diffs)), 1) if diffs else None,
         })
 
+    # Word starts: the phoneme-share fallback against the group starts, where there is one group per word.
+    from anima.talker import piper as P
+
+    model = P._load(P.VOICES["joe"], args.threads)
+    word_err = []
+    for text in SENTENCES:
+        spans = P._word_spans(text, 0, len(text))
+        with model.lock:
+            phon = [p for sent in model.voice.phonemize(text) for p in (sent + [" "]) if p in model.id_map]
+        groups = [g for g in "".join(phon).split(" ") if any(c in P._IPA for c in g)]
+        if len(groups) != len(spans):
+            continue
+        exact = P._word_starts(model, text, spans, phon)
+        share = P._word_starts(model, text, spans, phon, share=True)
+        words = sorted([(i, 0, f"e{k}") for k, i in enumerate(exact)] + [(i, 0, f"s{k}") for k, i in enumerate(share)])
+        _, events = P._synthesise(model, P._Piece(phon, words), P.Prosody())
+        at = {e.text: e.time_s for e in events if e.kind == "word"}
+        word_err += [abs(at[f"e{k}"] - at[f"s{k}"]) for k in range(len(spans))]
+
     def med(key: str) -> float:
         return round(statistics.median(r[key] for r in rows), 4)
 
@@ -188,6 +210,9 @@ def main() -> None:
         "emotion_length_vs_neutral": emotion,
         "fricative_score_model_by_shift_s": fric,
         "fricative_score_dtw": round(statistics.median(t["fricative_dtw"] for t in timing), 3),
+        "word_share_fallback_error_ms": {"median": round(1000 * float(np.median(word_err)), 1),
+                                         "p90": round(1000 * float(np.percentile(word_err, 90)), 1),
+                                         "words": len(word_err)},
         "model_vs_dtw_median_abs_start_diff_ms": round(statistics.median(
             t["median_abs_diff_ms"] for t in timing if t["median_abs_diff_ms"] is not None), 1),
     }
@@ -204,6 +229,9 @@ def main() -> None:
         print(f"{'model durations, shifted ' + k + ' s':34s} {v:28.3f}")
     print(f"{'DTW from espeak-ng':34s} {summary['fricative_score_dtw']:28.3f}")
     print(f"model vs DTW: median |start difference| {summary['model_vs_dtw_median_abs_start_diff_ms']} ms")
+    w = summary["word_share_fallback_error_ms"]
+    print(f"word starts by phoneme share vs by phoneme group: median {w['median']} ms, p90 {w['p90']} ms "
+          f"({w['words']} words)")
 
     result = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
               "summary": summary, "utterances": rows, "timing": timing}

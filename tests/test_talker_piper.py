@@ -109,8 +109,11 @@ def test_cancel_stops_promptly_without_a_final_chunk(tts: PiperTTS) -> None:
     assert len(got) <= 4 and not any(c.final for c in got)
     stream = tts.stream(text)
     next(stream)
-    stream.close()  # closing early stops the worker too
-    assert not any(t.name == "piper-synth" and t.is_alive() for t in threading.enumerate())
+    stream.close()  # closing early stops the worker too (once its ONNX run in flight ends)
+    workers = [t for t in threading.enumerate() if t.name == "piper-synth"]
+    for t in workers:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in workers)
 
 
 def test_bad_input_gives_clear_errors(tts: PiperTTS) -> None:

