@@ -56,8 +56,10 @@ BACKCHANNELS = frozenset("""
 class Recovery:
     """When sound during the agent's turn is a barge-in, and when it was a false alarm."""
 
-    min_speech_s: float = 0.5  # speech this long is a barge-in (a cough or "mm-hm" is shorter)
+    min_speech_s: float = 0.5  # speech this long is a barge-in (a cough is shorter)
+    backchannel_s: float = 1.5  # ... unless the recogniser heard only backchannels so far ("mm-hm"): then this long
     resume_after_s: float = 1.0  # this long silent again, with no real word heard: resume
+    hangover_s: float = 0.2  # the detector's end hangover (its min_silence_s): it still says "speaking" that long after
     backchannels: frozenset[str] = BACKCHANNELS
 
     def has_words(self, text: str) -> bool:
@@ -83,6 +85,7 @@ class TurnTaking(Stage):
         self._pause_onset_ns: int | None = None  # the agent is paused by user sound since this onset
         self._segment_start_ns = 0  # onset of the user's current stretch of speech
         self._pause_heard: list[str] = []  # backchannel words heard during the pause
+        self._heard_backchannel = False  # the pause's latest transcript held only backchannels
         self._after_resume = False  # a late final transcript may still belong to the resumed sound
 
     async def _set_state(self, state: AgentState) -> None:
@@ -140,7 +143,7 @@ class TurnTaking(Stage):
             if self.recovery is None:
                 await self._interrupt(onset_ns)
             else:
-                self._pause_onset_ns, self._pause_heard = onset_ns, []
+                self._pause_onset_ns, self._pause_heard, self._heard_backchannel = onset_ns, [], False
                 await self.push_frame(PauseFrame(onset_pts_ns=onset_ns, pts_ns=self.clock.now_ns()), DOWN)
         await self._set_state(AgentState.LISTENING)
 
@@ -155,7 +158,8 @@ class TurnTaking(Stage):
         if self._pause_onset_ns is None or self.recovery is None:
             return
         if self.vad.speaking:
-            if now_ns - self._segment_start_ns >= self.recovery.min_speech_s * NS_PER_S:
+            limit_s = self.recovery.backchannel_s if self._heard_backchannel else self.recovery.min_speech_s
+            if now_ns - self._segment_start_ns >= (limit_s + self.recovery.hangover_s) * NS_PER_S:
                 await self._interrupt(self._pause_onset_ns)
         elif self._speech_end_ns is not None and now_ns - self._speech_end_ns >= self.recovery.resume_after_s * NS_PER_S:
             await self._resume()
@@ -186,8 +190,10 @@ class TurnTaking(Stage):
                 await self._interrupt(self._segment_start_ns, reason="user barge-in (words after a resume)")
             self._after_resume = False
             return True
-        if final and self._pause_onset_ns is not None:
-            self._pause_heard.append(text)
+        if self._pause_onset_ns is not None:
+            self._heard_backchannel = True
+            if final:
+                self._pause_heard.append(text)
         return False
 
     async def _on_speech_end(self, end_ns: int) -> None:

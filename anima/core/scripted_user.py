@@ -2,7 +2,7 @@
 
 It behaves like a person with a microphone: each turn is audio (synthesised from the script's text
 in the user's voice, or a WAV file), delivered one clock tick late as a real microphone would
-deliver it, with a streaming transcript (interim words, then a final result when the speech ends,
+deliver it, with a streaming transcript (interim words about 0.3 s after each starts, then a final result when the speech ends,
 as a speech recogniser would). It waits for the agent: a turn starts ``pause_s`` after the agent's
 reply stops, or ``barge_in_s`` after the reply *starts* when the script says the user cuts in.
 """
@@ -28,6 +28,7 @@ from anima.core.frames import (
 
 Synthesize = Callable[[str], tuple[np.ndarray, list[SpeechEvent]]]
 NOISE_RMS = 0.0007  # a quiet room (about -63 dBFS) so the detector sees a realistic floor
+RECOGNITION_LAG_S = 0.3  # a streaming recogniser reports a word about this long after it starts
 
 
 @dataclass
@@ -122,7 +123,7 @@ class ScriptedUser:
             if hi > lo:
                 audio[lo - offset : hi - offset] += clip.samples[lo:hi]
             heard_s = (pts_ns - clip.start_ns) / NS_PER_S
-            new_words = sum(1 for w in clip.words if w.time_s <= heard_s)
+            new_words = sum(1 for w in clip.words if w.time_s + RECOGNITION_LAG_S <= heard_s)
             if new_words > clip.emitted_words:
                 clip.emitted_words = new_words
                 partial = " ".join(w.text for w in clip.words[:new_words])
