@@ -1,4 +1,7 @@
-"""Compare the voice activity detectors: EnergyVAD (anima/core/vad.py) vs SileroVAD (anima/core/vad_silero.py).
+"""Compare the voice activity detectors: EnergyVAD (anima/core/vad.py) and SileroVAD (anima/core/vad_silero.py).
+
+Detectors: energy (EnergyVAD), sil-raw (the silero model alone), sil+floor (model + the -50 dBFS
+absolute floor), silero (SileroVAD as shipped: also 3 dB above the noise floor).
 
     python benchmarks/vad.py                       # report on the frozen evaluation set (seed 0)
     python benchmarks/vad.py --seed 1 --silero-threshold 0.4 --energy-snr-db 9   # tuning runs
@@ -13,9 +16,10 @@ benchmarks/results/vad_eval_clips.json) before any threshold was tuned; tuning u
 
 Per detector and condition: missed utterances (no start between 0.2 s before the true onset and
 the true offset), onset error (first start - true onset), end error (last end - true offset; an
-utterance still "speaking" 1 s after its end counts as no end), splits (extra starts inside the
-utterance, i.e. mid-utterance turn ends), false starts per minute on one minute of the same noise
-alone (same absolute level), and cost (ms of CPU per second of audio, one thread).
+utterance still "speaking" 1 s after its end counts as no end), "told": when the end event came
+out (end of the 40 ms chunk that returned it) - true offset, the delay a reply waits on, splits (extra starts inside the
+utterance, i.e. mid-utterance turn ends), false starts per minute and the share of time called
+speech on one minute of the same noise alone (same absolute level), and cost (ms of CPU per second of audio, one thread).
 True onset/offset: first/last sample of the clean clip above 2 % of its peak.
 """
 
@@ -67,7 +71,8 @@ class Voices:
                 from anima.core.audio import resample
 
                 self.piper = self.piper or PiperVoice.load(str(model_path()))
-                chunks = list(self.piper.synthesize(text, SynthesisConfig(length_scale=length_scale)))
+                cfg = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)  # no sampling: frozen audio
+                chunks = list(self.piper.synthesize(text, cfg))
                 x = resample(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate, RATE)
             else:
                 x = self.espeak.synthesize(text, voice=voice).samples
@@ -100,7 +105,8 @@ def babble(voices: Voices, pool: list[dict], n: int, rng: np.random.Generator, t
             item = pool[int(rng.integers(len(pool)))]
             x = voices(item["text"], item["voice"])
             lo = max(pos, 0)
-            stream[lo : pos + x.size] += x[lo - pos :]
+            if pos + x.size > lo:
+                stream[lo : pos + x.size] += x[lo - pos :]
             pos += x.size + int(rng.integers(0, RATE // 4))
         out += stream[:n]
     return out
@@ -117,7 +123,8 @@ def run(vad, signal: np.ndarray) -> tuple[list, float]:
 
     events, t0 = [], time.process_time()
     for i in range(0, signal.size, CHUNK):
-        events += vad.process(signal[i : i + CHUNK], i * NS_PER_S // RATE)
+        for e in vad.process(signal[i : i + CHUNK], i * NS_PER_S // RATE):
+            events.append((e, min(i + CHUNK, signal.size) / RATE))  # and when it told: end of this chunk
     return events, time.process_time() - t0
 
 
@@ -140,54 +147,67 @@ def evaluate(detectors: dict, man: dict, voices: Voices) -> list[dict]:
                 signals.append((x, (lead + voiced[0]) / RATE, (lead + voiced[-1]) / RATE))
             noise_only = (noise(kind, 60 * RATE, rng, voices, man["babble_pool"]) * level).astype(np.float32)
             for name, make in detectors.items():
-                onset, end, missed, no_end, splits, cost, audio_s = [], [], 0, 0, 0, 0.0, 0.0
+                onset, end, told, missed, no_end, splits, cost, audio_s = [], [], [], 0, 0, 0, 0.0, 0.0
                 for x, on, off in signals:
                     events, dt = run(make(), x)
                     cost, audio_s = cost + dt, audio_s + x.size / RATE
-                    starts = [e.pts_ns / NS_PER_S for e in events if e.kind == "start"]
-                    ends = [e.pts_ns / NS_PER_S for e in events if e.kind == "end"]
+                    starts = [e.pts_ns / NS_PER_S for e, _ in events if e.kind == "start"]
+                    ends = [(e.pts_ns / NS_PER_S, told) for e, told in events if e.kind == "end"]
                     inside = [s for s in starts if on - 0.2 <= s <= off]
                     if not inside:
                         missed += 1
                         continue
                     onset.append(inside[0] - on)
                     splits += len(inside) - 1
-                    after = [e for e in ends if e >= inside[0]]
-                    if after and after[-1] >= off - 0.5:
-                        end.append(after[-1] - off)
+                    after = [e for e in ends if e[0] >= inside[0]]
+                    if after and after[-1][0] >= off - 0.5:
+                        end.append(after[-1][0] - off)
+                        told.append(after[-1][1] - off)
                     else:
                         no_end += 1
                 events, dt = run(make(), noise_only)
                 cost, audio_s = cost + dt, audio_s + 60
+                events = [e for e, _ in events]
                 false_starts = sum(e.kind == "start" for e in events)
+                speaking_s, since = 0.0, None
+                for e in events:
+                    if e.kind == "start":
+                        since = e.pts_ns / NS_PER_S
+                    elif since is not None:
+                        speaking_s, since = speaking_s + e.pts_ns / NS_PER_S - since, None
+                speaking_s += 60 - since if since is not None else 0.0
                 pct = lambda v, q: 1000 * float(np.percentile(np.abs(v), q)) if v else None  # noqa: E731
                 rows.append({"detector": name, "noise": kind, "snr_db": snr_db, "utterances": len(signals),
                              "missed": missed, "no_end": no_end, "splits": splits,
                              "onset_ms_median": 1000 * float(np.median(onset)) if onset else None, "onset_ms_p95": pct(onset, 95),
                              "end_ms_median": 1000 * float(np.median(end)) if end else None, "end_ms_p95": pct(end, 95),
-                             "false_starts_per_min": false_starts, "cost_ms_per_s": 1000 * cost / audio_s})
+                             "end_told_ms_median": 1000 * float(np.median(told)) if told else None,
+                             "false_starts_per_min": false_starts, "noise_speech_pct": 100 * speaking_s / 60, "cost_ms_per_s": 1000 * cost / audio_s})
                 print_row(rows[-1], flush=True)
     return rows
 
 
 HEADER = (f"{'detector':8} {'noise':6} {'SNR':>3} {'missed':>6} {'no end':>6} {'splits':>6} {'onset med':>9} {'|on| p95':>8} "
-          f"{'end med':>7} {'|end| p95':>9} {'false/min':>9} {'ms/s':>5}")
+          f"{'end med':>7} {'|end| p95':>9} {'told med':>8} {'false/min':>9} {'noise as speech %':>9} {'ms/s':>5}")
 
 
 def print_row(r: dict, flush: bool = False) -> None:
     fmt = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
     print(f"{r['detector']:8} {r['noise']:6} {r['snr_db']:3d} {r['missed']:3d}/{r['utterances']:<2d} {r['no_end']:6d} {r['splits']:6d} "
-          f"{fmt(r['onset_ms_median']):>9} {fmt(r['onset_ms_p95']):>8} {fmt(r['end_ms_median']):>7} {fmt(r['end_ms_p95']):>9} "
-          f"{r['false_starts_per_min']:9d} {r['cost_ms_per_s']:5.1f}", flush=flush)
+          f"{fmt(r['onset_ms_median']):>9} {fmt(r['onset_ms_p95']):>8} {fmt(r['end_ms_median']):>7} {fmt(r['end_ms_p95']):>9} {fmt(r['end_told_ms_median']):>8} "
+          f"{r['false_starts_per_min']:9d} {r['noise_speech_pct']:17.1f} {r['cost_ms_per_s']:5.1f}", flush=flush)
 
 
 def main() -> None:
-    from anima.core.vad import EnergyVAD
-    from anima.core.vad_silero import SileroVAD, silero_model
+    from anima.core.vad import EnergyVAD, SileroVAD
+    from anima.core.vad_silero import silero_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0, help="0 = the frozen evaluation set; tune on another")
     ap.add_argument("--silero-threshold", type=float, default=0.5)
+    ap.add_argument("--silero-release", type=float, default=0.15, help="speech continues while p >= threshold - release")
+    ap.add_argument("--floor-db", type=float, default=-50.0, help="silero: windows below this level (dBFS) are not speech")
+    ap.add_argument("--gate-db", type=float, default=3.0, help="silero: level above the noise floor")
     ap.add_argument("--energy-snr-db", type=float, default=9.0)
     ap.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/vad.json for seed 0, none otherwise")
     args = ap.parse_args()
@@ -202,15 +222,17 @@ def main() -> None:
     silero_model()  # load once, outside the timing
     detectors = {
         "energy": lambda: EnergyVAD(snr_db=args.energy_snr_db),
-        "silero": lambda: SileroVAD(threshold=args.silero_threshold),
+        "sil-raw": lambda: SileroVAD(threshold=args.silero_threshold, release=args.silero_release, floor_db=None, gate_db=None),
+        "sil+floor": lambda: SileroVAD(threshold=args.silero_threshold, release=args.silero_release, floor_db=args.floor_db, gate_db=None),
+        "silero": lambda: SileroVAD(threshold=args.silero_threshold, release=args.silero_release, floor_db=args.floor_db, gate_db=args.gate_db),
     }
-    print(f"seed {args.seed}: {len(man['clips'])} utterances per condition; silero threshold {args.silero_threshold}, "
+    print(f"seed {args.seed}: {len(man['clips'])} utterances per condition; silero threshold {args.silero_threshold} release {args.silero_release} gate {args.gate_db} dB, "
           f"energy snr_db {args.energy_snr_db}")
     print(HEADER)
     rows = evaluate(detectors, man, Voices())
     out = args.json or (results / "vad.json" if args.seed == 0 else None)
     if out:
-        out.write_text(json.dumps({"seed": args.seed, "silero_threshold": args.silero_threshold,
+        out.write_text(json.dumps({"seed": args.seed, "silero_threshold": args.silero_threshold, "silero_release": args.silero_release, "gate_db": args.gate_db, "floor_db": args.floor_db,
                                    "energy_snr_db": args.energy_snr_db, "rows": rows}, indent=2))
         print(f"wrote {out}")
 

@@ -1,26 +1,77 @@
-"""Voice activity detection from energy and spectrum, streaming, no model weights.
+"""Streaming voice activity detectors: ``SileroVAD`` (learned, the default) and ``EnergyVAD`` (no weights).
 
-Each 20 ms frame is voiced when its level is well above the noise floor (the quietest frame of the
+Both take audio chunks with their media time and return ``VadEvent``s; ``make_vad(kind)`` builds
+either. Speech starts after ``min_speech_s`` of consecutive speech frames (the onset is stamped at
+the first of them) and ends after ``min_silence_s`` of non-speech frames (stamped at the end of the
+last speech frame); ``Hangover`` holds that logic for both. Measured side by side in
+docs/benchmarks.md "Ears: VAD and resampler".
+
+EnergyVAD: each 20 ms frame is voiced when its level is well above the noise floor (the quietest frame of the
 last 1.5 s: minimum statistics, so a steady noise of any level is learnt within 1.5 s) and above an
-absolute floor, and most of its energy lies in the speech band (100 Hz - 8 kHz, which keeps fricative onsets such as "s"). Speech starts after
-``min_speech_s`` of consecutive voiced frames (the onset is stamped at the first of them) and ends
-after ``min_silence_s`` of unvoiced frames (stamped at the end of the last voiced frame).
+absolute floor, and most of its energy lies in the speech band (100 Hz - 8 kHz, which keeps fricative onsets such as "s").
+
+SileroVAD: silero-vad's network (``anima.core.vad_silero``) gives each 32 ms window a speech
+probability. Input at 24 kHz is brought to 16 kHz by the zero-phase ``StreamingResampler``, so window ``i``
+covers exactly media time ``[i, i + 1) * 32 ms`` after the stream's first chunk. A window is speech
+above ``threshold`` and stays speech until the probability falls below ``threshold - release``
+(silero's own hysteresis, 0.15).
+
+A window quieter than ``floor_db`` (dBFS, as ``EnergyVAD``'s absolute floor) is never speech: the
+model itself ignores level and hears a distant radio or far-off chatter as speech. With
+``gate_db`` set (the default), a window also has to be ``gate_db`` louder than the noise floor (the quietest
+window of the last ``floor_window_s``, minimum statistics as in ``EnergyVAD``): the model calls
+background talkers speech at any level, the gate keeps only speech that stands out of the
+background, i.e. the user near the microphone.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from anima.core.audio import StreamingResampler
 from anima.core.frames import NS_PER_S, SAMPLE_RATE
+from anima.core.vad_silero import CONTEXT, MODEL_RATE, WINDOW, SileroModel, silero_model  # numpy only; onnxruntime loads with the model
 
 
 @dataclass(frozen=True)
 class VadEvent:
     kind: str  # "start" or "end"
     pts_ns: int
+
+
+class Hangover:
+    """Per-frame speech decisions -> start/end events, with the min_speech / min_silence hangovers."""
+
+    def __init__(self, min_speech_frames: int, min_silence_frames: int) -> None:
+        self.min_speech_frames, self.min_silence_frames = min_speech_frames, min_silence_frames
+        self.speaking = False
+        self._voiced_run = 0
+        self._silent_run = 0
+        self._run_start_ns = 0
+        self._last_voiced_end_ns = 0
+
+    def step(self, voiced: bool, start_ns: int, frame_ns: int) -> VadEvent | None:
+        """One frame ``[start_ns, start_ns + frame_ns)``; returns the event it completes, if any."""
+        if voiced:
+            if self._voiced_run == 0:
+                self._run_start_ns = start_ns
+            self._voiced_run += 1
+            self._silent_run = 0
+            self._last_voiced_end_ns = start_ns + frame_ns
+            if not self.speaking and self._voiced_run >= self.min_speech_frames:
+                self.speaking = True
+                return VadEvent("start", self._run_start_ns)
+        else:
+            self._voiced_run = 0
+            self._silent_run += 1
+            if self.speaking and self._silent_run >= self.min_silence_frames:
+                self.speaking = False
+                return VadEvent("end", self._last_voiced_end_ns)
+        return None
 
 
 class EnergyVAD:
@@ -49,16 +100,16 @@ class EnergyVAD:
         self._floor_frames = max(2, int(round(floor_window_s / frame_s)))
         self.reset()
 
+    @property
+    def speaking(self) -> bool:
+        return self._hangover.speaking
+
     def reset(self) -> None:
-        self.speaking = False
+        self._hangover = Hangover(self.min_speech_frames, self.min_silence_frames)
         self.noise_db = -70.0
         self._levels: deque[float] = deque(maxlen=self._floor_frames)
         self._pending = np.zeros(0, dtype=np.float32)
         self._pending_pts_ns = 0
-        self._voiced_run = 0
-        self._silent_run = 0
-        self._run_start_ns = 0
-        self._last_voiced_end_ns = 0
 
     def is_voiced(self, frame: np.ndarray) -> bool:
         """Decide one frame; also updates the noise floor on unvoiced frames."""
@@ -81,42 +132,115 @@ class EnergyVAD:
         for i in range(n_frames):
             frame = self._pending[i * self.frame_len : (i + 1) * self.frame_len]
             start_ns = self._pending_pts_ns + i * self.frame_ns
-            if self.is_voiced(frame):
-                if self._voiced_run == 0:
-                    self._run_start_ns = start_ns
-                self._voiced_run += 1
-                self._silent_run = 0
-                self._last_voiced_end_ns = start_ns + self.frame_ns
-                if not self.speaking and self._voiced_run >= self.min_speech_frames:
-                    self.speaking = True
-                    events.append(VadEvent("start", self._run_start_ns))
-            else:
-                self._voiced_run = 0
-                self._silent_run += 1
-                if self.speaking and self._silent_run >= self.min_silence_frames:
-                    self.speaking = False
-                    events.append(VadEvent("end", self._last_voiced_end_ns))
+            event = self._hangover.step(self.is_voiced(frame), start_ns, self.frame_ns)
+            if event is not None:
+                events.append(event)
         consumed = n_frames * self.frame_len
         self._pending = self._pending[consumed:]
         self._pending_pts_ns += n_frames * self.frame_ns
         return events
 
 
+class SileroVAD:
+    """Streaming speech detector on silero-vad; feed it audio chunks with their media time.
+
+    Chunks are taken as contiguous: event times count samples from the first chunk's ``pts_ns``
+    (until ``reset``). Same interface as ``EnergyVAD``: ``process`` returns ``VadEvent``s and
+    ``speaking`` says whether the user is speaking now.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        threshold: float = 0.5,
+        release: float = 0.15,
+        floor_db: float | None = -50.0,
+        gate_db: float | None = 3.0,
+        floor_window_s: float = 1.5,
+        min_speech_s: float = 0.04,
+        min_silence_s: float = 0.2,
+        model: SileroModel | None = None,
+    ) -> None:
+        if not 0.0 <= release < threshold < 1.0:
+            raise ValueError(f"need 0 <= release < threshold < 1, got threshold={threshold}, release={release}")
+        self.sample_rate = int(sample_rate)
+        self.threshold, self.neg_threshold = threshold, threshold - release
+        self.floor_db, self.gate_db = floor_db, gate_db
+        self._floor_windows = max(2, int(round(floor_window_s * MODEL_RATE / WINDOW)))
+        self.frame_ns = WINDOW * NS_PER_S // MODEL_RATE
+        self.min_speech_frames = max(1, int(round(min_speech_s * MODEL_RATE / WINDOW)))
+        self.min_silence_frames = max(1, int(round(min_silence_s * MODEL_RATE / WINDOW)))
+        self.model = model or silero_model()
+        self.reset()
+
+    @property
+    def speaking(self) -> bool:
+        return self._hangover.speaking
+
+    def reset(self) -> None:
+        self._hangover = Hangover(self.min_speech_frames, self.min_silence_frames)
+        self.probability = 0.0  # last window's speech probability
+        self._resampler: Any = StreamingResampler(self.sample_rate, MODEL_RATE) if self.sample_rate != MODEL_RATE else None
+        self._state = self.model.new_state()
+        self._pending = np.zeros(CONTEXT, dtype=np.float32)  # context + samples not yet decided
+        self._origin_ns: int | None = None
+        self._window_index = 0
+        self._in_speech = False  # hysteresis state of the per-window decision
+        self._levels: deque[float] = deque(maxlen=self._floor_windows)
+
+    def process(self, samples: np.ndarray, pts_ns: int) -> list[VadEvent]:
+        """Feed a chunk that starts at media time ``pts_ns``; returns start/end events.
+
+        Args:
+            samples: Mono audio at ``sample_rate``, float in [-1, 1]. # (N,) float32/float64
+            pts_ns: Media time of the chunk's first sample (only the first chunk's is used).
+        """
+        x = np.asarray(samples)
+        if x.ndim != 1:
+            raise ValueError(f"SileroVAD.process expects a 1-D mono array, got shape {x.shape}")
+        if x.dtype.kind != "f":
+            raise ValueError(f"SileroVAD.process expects float samples in [-1, 1], got dtype {x.dtype}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"SileroVAD.process got {int((~np.isfinite(x)).sum())} NaN/inf samples")
+        if self._origin_ns is None:
+            self._origin_ns = int(pts_ns)
+        x16 = self._resampler.process(x) if self._resampler is not None else x.astype(np.float32)
+        self._pending = np.concatenate([self._pending, x16.astype(np.float32)])
+        events: list[VadEvent] = []
+        n = (self._pending.size - CONTEXT) // WINDOW
+        for i in range(n):
+            window = self._pending[i * WINDOW : i * WINDOW + CONTEXT + WINDOW]  # (576,)
+            self.probability, self._state = self.model.step(window, self._state)
+            start_ns = self._origin_ns + self._window_index * self.frame_ns
+            self._window_index += 1
+            self._in_speech = self.probability >= (self.neg_threshold if self._in_speech else self.threshold)
+            level_db = 10 * np.log10(float(np.mean(window[CONTEXT:] ** 2)) + 1e-12)
+            self._levels.append(level_db)
+            speech = self._in_speech
+            if self.floor_db is not None:
+                speech = speech and level_db > self.floor_db
+            if self.gate_db is not None:
+                speech = speech and level_db > min(self._levels) + self.gate_db
+            event = self._hangover.step(speech, start_ns, self.frame_ns)
+            if event is not None:
+                events.append(event)
+        self._pending = self._pending[n * WINDOW :]
+        return events
+
+
 VAD_KINDS = ("silero", "energy")
-DEFAULT_VAD = "energy"
+DEFAULT_VAD = "silero"
 
 
-def make_vad(kind: str = DEFAULT_VAD, **kwargs: object) -> EnergyVAD:
-    """A fresh streaming detector: ``"silero"`` (learned, anima.core.vad_silero) or ``"energy"`` (this module).
+def make_vad(kind: str = DEFAULT_VAD, **kwargs: Any) -> EnergyVAD | SileroVAD:
+    """A fresh streaming detector: ``"silero"`` (learned) or ``"energy"``.
 
     Both have ``process(samples, pts_ns) -> list[VadEvent]``, ``.speaking`` and the same
     ``min_speech_s`` / ``min_silence_s`` hangovers; keyword arguments go to the constructor.
     See docs/benchmarks.md "Ears: VAD and resampler" for how they compare.
     """
     if kind == "energy":
-        return EnergyVAD(**kwargs)  # type: ignore[arg-type]
+        return EnergyVAD(**kwargs)
     if kind == "silero":
-        from anima.core.vad_silero import SileroVAD  # lazy: loads onnxruntime
-
-        return SileroVAD(**kwargs)  # type: ignore[arg-type, return-value]
+        return SileroVAD(**kwargs)
     raise ValueError(f"unknown VAD kind {kind!r}; choose one of {', '.join(VAD_KINDS)}")
