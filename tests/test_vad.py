@@ -120,3 +120,12 @@ def test_make_vad_default_and_energy_kind():
     assert DEFAULT_VAD in VAD_KINDS
     assert isinstance(make_vad("energy"), EnergyVAD)
     assert hasattr(make_vad(), "speaking") and not make_vad().speaking
+
+
+def test_silero_floor_ignores_far_off_speech():
+    from anima.core.vad import SileroVAD
+
+    speech = EspeakTTS().synthesize("Tell me about the library please.", voice="en-us").samples
+    far = np.concatenate([np.zeros(24000, np.float32), speech * (10 ** (-62 / 20) / np.sqrt(np.mean(speech**2))), np.zeros(24000, np.float32)])
+    assert feed(make_vad("silero"), far) == []  # below the -50 dBFS floor
+    assert [e.kind for e in feed(SileroVAD(floor_db=None, gate_db=None), far)][:1] == ["start"]  # the model alone hears it
