@@ -129,3 +129,21 @@ def test_silero_floor_ignores_far_off_speech():
     far = np.concatenate([np.zeros(24000, np.float32), speech * (10 ** (-62 / 20) / np.sqrt(np.mean(speech**2))), np.zeros(24000, np.float32)])
     assert feed(make_vad("silero"), far) == []  # below the -50 dBFS floor
     assert [e.kind for e in feed(SileroVAD(floor_db=None, gate_db=None), far)][:1] == ["start"]  # the model alone hears it
+
+
+def test_silero_follows_a_gap_in_media_time():
+    signal, true_on, _ = _speech_in_noise("Where are we going, Captain?", "en-us", 1e-3, 7)
+    vad, gap_ns, events = make_vad("silero"), 5 * NS_PER_S, []
+    silence = np.zeros(24000, np.float32)
+    for start in range(0, silence.size, 960):  # 1 s of silence, then a 5 s hole in media time
+        events += vad.process(silence[start : start + 960], start * NS_PER_S // 24000)
+    events += feed_at(vad, signal, NS_PER_S + gap_ns)
+    assert events and events[0].kind == "start"
+    assert abs((events[0].pts_ns - NS_PER_S - gap_ns) / NS_PER_S - true_on) < 0.08
+
+
+def feed_at(vad, signal, pts0_ns, chunk=960):
+    events = []
+    for start in range(0, signal.size, chunk):
+        events += vad.process(signal[start : start + chunk], pts0_ns + start * NS_PER_S // 24000)
+    return events

@@ -144,8 +144,8 @@ class EnergyVAD:
 class SileroVAD:
     """Streaming speech detector on silero-vad; feed it audio chunks with their media time.
 
-    Chunks are taken as contiguous: event times count samples from the first chunk's ``pts_ns``
-    (until ``reset``). Same interface as ``EnergyVAD``: ``process`` returns ``VadEvent``s and
+    Event times count samples from the first chunk's ``pts_ns``; a chunk whose ``pts_ns`` is more
+    than 1 ms off that count (a gap or resync in the stream) moves the count to it. Same interface as ``EnergyVAD``: ``process`` returns ``VadEvent``s and
     ``speaking`` says whether the user is speaking now.
     """
 
@@ -184,6 +184,7 @@ class SileroVAD:
         self._state = self.model.new_state()
         self._pending = np.zeros(CONTEXT, dtype=np.float32)  # context + samples not yet decided
         self._origin_ns: int | None = None
+        self._n_in = 0  # input samples received
         self._window_index = 0
         self._in_speech = False  # hysteresis state of the per-window decision
         self._levels: deque[float] = deque(maxlen=self._floor_windows)
@@ -193,7 +194,7 @@ class SileroVAD:
 
         Args:
             samples: Mono audio at ``sample_rate``, float in [-1, 1]. # (N,) float32/float64
-            pts_ns: Media time of the chunk's first sample (only the first chunk's is used).
+            pts_ns: Media time of the chunk's first sample.
         """
         x = np.asarray(samples)
         if x.ndim != 1:
@@ -204,6 +205,10 @@ class SileroVAD:
             raise ValueError(f"SileroVAD.process got {int((~np.isfinite(x)).sum())} NaN/inf samples")
         if self._origin_ns is None:
             self._origin_ns = int(pts_ns)
+        expected_ns = self._origin_ns + self._n_in * NS_PER_S // self.sample_rate
+        if abs(int(pts_ns) - expected_ns) > NS_PER_S // 1000:  # a gap or resync in the stream: follow it
+            self._origin_ns += int(pts_ns) - expected_ns
+        self._n_in += x.size
         x16 = self._resampler.process(x) if self._resampler is not None else x.astype(np.float32)
         self._pending = np.concatenate([self._pending, x16.astype(np.float32)])
         events: list[VadEvent] = []
