@@ -212,6 +212,7 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
     """
     from anima.body.stage import BodyStage
     from anima.core.duplex import TurnTaking
+    from anima.core.echo import EchoCancellation
     from anima.core.playout import Playout
     from anima.face.stage import FaceStage
     from anima.talker.stage import TalkerStage
@@ -220,6 +221,7 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
     if thinker is None:
         thinker = THINKERS.create(choice.thinker, spec=choice.thinker_spec)
     return [
+        EchoCancellation(),  # first: the recogniser and the turn detector hear the user, not the agent
         TurnTaking(),
         ThinkerStage(thinker, history),
         TalkerStage(TALKERS.create(choice.talker, voice=choice.voice), voice=choice.voice),

@@ -89,4 +89,4 @@ def test_every_talker_speaks() -> None:
 def test_the_cascade_engine_builds_its_stages() -> None:
     choice = AgentChoice(thinker="scripted", thinker_spec=ThinkerSpec(script=[ActionPlan("Hello.")]))
     stages = ENGINES.create("cascade", choice=choice, history=ConversationHistory())
-    assert [s.name for s in stages] == ["turns", "thinker", "talker", "playout", "face", "body"]
+    assert [s.name for s in stages] == ["echo", "turns", "thinker", "talker", "playout", "face", "body"]

@@ -155,6 +155,8 @@ class Playout(Stage):
         if not paused:
             events, self._scheduled = tuple(self._scheduled), []
         await self.push_frame(PlayedAudioFrame(out, turn_id, events, pts_ns=tick.pts_ns))
+        if out.any():  # the echo canceller's reference, back up to the head of the pipeline
+            await self.push_frame(PlayedAudioFrame(out, turn_id, pts_ns=tick.pts_ns), UP)
         for u in stopped:
             stop = AgentStoppedSpeakingFrame(
                 turn_id=u.turn_id, heard_text=u.text, played_s=u.played / self.sample_rate, pts_ns=u.start_ns + self._ns(u.played)
