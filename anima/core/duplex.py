@@ -42,7 +42,7 @@ from anima.core.frames import (
     UserTurnFrame,
 )
 from anima.core.stage import DOWN, UP, Direction, Stage
-from anima.core.vad import EnergyVAD
+from anima.core.vad import VAD, make_vad
 
 
 # Words that acknowledge without taking the floor (and fillers): they never make a barge-in.
@@ -71,9 +71,9 @@ class Recovery:
 class TurnTaking(Stage):
     """Voice activity, end of turn, barge-in (with false-interruption recovery) and the agent state."""
 
-    def __init__(self, vad: EnergyVAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery()) -> None:
+    def __init__(self, vad: VAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery()) -> None:
         super().__init__(name="turns")
-        self.vad = vad or EnergyVAD()
+        self.vad = vad or make_vad()  # silero by default (benchmarks/vad.py), one per session
         self.barge_in = barge_in
         self.recovery = recovery
         self.state = AgentState.IDLE

@@ -234,6 +234,7 @@ class SileroVAD:
 
 
 VAD_KINDS = ("silero", "energy")
+VAD = EnergyVAD | SileroVAD  # either detector: process(samples, pts_ns) -> events, .speaking, .reset()
 DEFAULT_VAD = "silero"
 
 
