@@ -9,7 +9,7 @@
 
 from anima.asr.base import Recognizer, RecognizerStream, transcribe
 
-__all__ = ["Recognizer", "RecognizerStream", "load_recognizer", "transcribe"]
+__all__ = ["Recognizer", "RecognizerStream", "load_recognizer", "transcribe", "transcribe_file"]
 
 
 def load_recognizer(kind: str = "pocketsphinx", character: str | None = None, world=None, adapt: bool = True) -> Recognizer:
@@ -24,3 +24,11 @@ def load_recognizer(kind: str = "pocketsphinx", character: str | None = None, wo
 
         domain = build_domain(character=character, world=world)
     return PocketSphinxRecognizer(domain)
+
+
+def transcribe_file(path, character: str | None = None, world=None) -> str:
+    """The offline transcript of a sound file (any rate), adapted to ``character``'s world."""
+    from anima.asr.base import read_audio
+
+    samples, rate = read_audio(path)
+    return load_recognizer("pocketsphinx", character=character, world=world).transcribe(samples, rate)

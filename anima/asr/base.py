@@ -8,6 +8,7 @@ hypothesis whenever it changes, and give the final transcript at the end of the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -62,3 +63,19 @@ def transcribe(recognizer: Recognizer, samples: np.ndarray, sample_rate: int = S
     stream = recognizer.new_stream()
     stream.accept(to_internal_rate(samples, sample_rate))
     return stream.finish()
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """A sound file as mono float32 samples (channels averaged) and its rate; ValueError names the problem."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable audio file ({exc})") from None
+    if samples.shape[0] == 0:
+        raise ValueError(f"{path}: the file holds no audio")
+    return np.ascontiguousarray(samples.mean(axis=1)), int(rate)

@@ -18,24 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_audio(path: Path):
-    """Mono float32 samples and their rate, or a ValueError saying what is wrong with the file."""
-    import numpy as np
-    import soundfile as sf
-
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable audio file ({exc})") from None
-    if samples.shape[0] == 0:
-        raise ValueError(f"{path}: the file holds no audio")
-    return np.ascontiguousarray(samples.mean(axis=1)), int(rate)
-
-
 def run(args: argparse.Namespace) -> int:
     from anima.asr import load_recognizer
+    from anima.asr.base import read_audio
     from anima.thinker.persona import PersonaError
 
     try:

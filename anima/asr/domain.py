@@ -71,9 +71,9 @@ class Domain:
     new_words: dict[str, str] | None = None  # "names" mode: words the general LM lacks, added per stream (Decoder.add_word)
 
     def pronunciations(self, word: str) -> list[str]:
-        """Every pronunciation of ``word`` in this domain's dictionary (lowercase)."""
+        """Every pronunciation of ``word`` in this domain (its dictionary file and the words added per stream)."""
         word = word.lower()
-        out = []
+        out = [self.new_words[word]] if self.new_words and word in self.new_words else []
         with open(self.dict_path, encoding="utf-8") as f:
             for line in f:
                 head, _, phones = line.rstrip("\n").partition(" ")
@@ -298,8 +298,8 @@ def build_domain(character: str | None = None, world: str | Path | None = None, 
                       language_weight, _new_words(mode, meta))
 
     cmu = read_cmudict()
-    tokenized = [normalize(s) for s in sentences]
-    domain_words = {w for ws in tokenized for w in ws}
+    tokenized = [normalize(s) for s in sentences] if mode == "lm" else []
+    domain_words = {w for ws in tokenized for w in ws}  # names mode needs only the names
     missing = sorted(w for w in domain_words | set(names) if w not in cmu)
     alternates = [w for w in names if w in cmu]
     espeak = espeak_pronunciations(missing + alternates)
