@@ -67,6 +67,11 @@ def scripted_user(conversation: Conversation, seed: int, expect_generated_replie
     from anima.talker.espeak import EspeakTTS
 
     tts = EspeakTTS(voice=conversation.user.voice)
+    for spec in conversation.user_turns:
+        if spec.wav is not None and not spec.text:  # a recording without its transcript: recognise it offline
+            from anima.asr import transcribe_file
+
+            spec.text = transcribe_file(spec.wav)
 
     def synthesize(text: str):
         chunk = tts.synthesize(text, voice=conversation.user.voice)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import itertools
 import json
@@ -78,7 +79,8 @@ class ServeConfig:
     talker: str = "espeak"  # registry.TALKERS
     face: str = "procedural"  # registry.FACES
     body: str = "procedural"  # registry.BODIES (one body per session: the procedural one costs no weights)
-    asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1
+    asr: str = "pocketsphinx"  # local speech recognition: "pocketsphinx" (offline, adapted to the world) or "none"
+    asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1 (replaces asr)
     asr_model: str = "whisper-1"
     max_sessions: int = 16  # counted from the WebSocket handshake on, so a burst of connections cannot pass it
     allow_origins: tuple[str, ...] = ()  # page origins besides this server's own that may open the WebSocket
@@ -98,6 +100,8 @@ class ServeConfig:
         self.agent(hello=None, seed=0, voice=DEFAULT_VOICE).check(live=self.thinker_factory is None)
         for origin in self.allow_origins:
             normalise_origin(origin)
+        if self.asr not in ASR_CHOICES:
+            raise ValueError(f"unknown speech recogniser {self.asr!r}; choose one of {', '.join(ASR_CHOICES)}")
         if self.host not in LOOPBACK and not self.token:
             raise ValueError(f"binding {self.host} exposes the server beyond this machine: pass --token SECRET (clients must send it)")
 
@@ -167,6 +171,8 @@ def warm_up(config: ServeConfig) -> float:
         torch.set_num_threads(1)
     for _ in talker.stream("Ready."):  # first-call allocations (and the speech engine) before any visitor
         pass
+    if speech_recognition(config) and not config.asr_url:
+        local_recognizer(config.asr, config.world).new_stream()  # builds the domain (cached on disk) once
     silence = np.zeros(960, dtype=np.float32)
     for k in range(5):
         face.step(k * 0.04, silence, silence)
@@ -176,11 +182,28 @@ def warm_up(config: ServeConfig) -> float:
     return time.perf_counter() - start
 
 
+ASR_CHOICES = ("pocketsphinx", "none")
+
+
+def speech_recognition(config: ServeConfig) -> bool:
+    return bool(config.asr_url) or config.asr != "none"
+
+
+@functools.lru_cache(maxsize=4)
+def local_recognizer(kind: str, world: Path | None):
+    """The app's shared recogniser (model files and domain, built once); sessions each open a stream."""
+    from anima.asr import load_recognizer
+
+    return load_recognizer(kind, character=None, world=world)
+
+
 def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, sink: ClientSink) -> tuple[list, ConversationHistory]:
     history = ConversationHistory()
     stages: list = []
     if config.asr_url:
         stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
+    elif config.asr != "none":
+        stages.append(TranscriptionStage(recognizer=local_recognizer(config.asr, config.world)))
     stages += [*ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker), sink]
     return stages, history
 
@@ -333,7 +356,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         app.state.sessions[session_id] = session
         await ws.send_text(json.dumps({
             "type": "welcome", "version": PROTOCOL_VERSION, "session": session_id, "sample_rate": 24000, "fps": 25,
-            "character": hello.character, "story_time": hello.story_time, "speech_recognition": bool(config.asr_url),
+            "character": hello.character, "story_time": hello.story_time, "speech_recognition": speech_recognition(config),
             "visitor": hello.visitor,
         }))
 

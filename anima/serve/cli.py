@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=None, help="shared secret clients must send (?token=... in the page URL)")
     p.add_argument("--world", type=Path, default=None, help="story thinker's world database (default: the shipped one)")
     add_backend_arguments(p, body_default="procedural")
-    p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1")
+    p.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "none"],
+                   help="speech recognition: pocketsphinx (offline, adapted to the story's names; default) or none")
+    p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1 "
+                                                   "(a Whisper-class server; replaces --asr)")
     p.add_argument("--asr-model", default="whisper-1", help="model name sent to the transcription server")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from anima.serve.server import serve_forever
 
     config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
-                         asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions,
+                         asr=args.asr, asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions,
                          allow_origins=tuple(args.allow_origin), api_docs=args.api_docs)
     if not 1 <= args.workers <= 64:
         print(f"error: --workers must be 1..64, got {args.workers}", file=sys.stderr)

@@ -3,19 +3,24 @@
 ``LiveInput`` collects what the browser sends (microphone audio, typed text) and hands it to the
 session driver tick by tick, stamping audio with a continuous media time. ``ClientSink`` is the
 last stage: it turns frames into protocol messages on an outgoing queue. ``TranscriptionStage``
-(optional) sends each finished stretch of user speech to an OpenAI-compatible transcription server
-and feeds the text back in as the user's transcript.
+recognises the user's speech: with a local streaming recogniser (``anima.asr``, PocketSphinx by
+default) it sends partial transcripts while the user speaks and a final one at the end of the
+stretch of speech; with an OpenAI-compatible transcription server (Whisper-class) it uploads each
+finished stretch and feeds the returned text back in as the user's final transcript.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import soundfile as sf
 
+from anima.asr.base import Recognizer
 from anima.core.clock import MediaClock
 from anima.core.frames import (
     NS_PER_S,
@@ -143,18 +148,30 @@ Transcribe = Callable[[bytes], Awaitable[str]]
 
 
 class TranscriptionStage(Stage):
-    """Speech recognition through a backend: each stretch of user speech becomes a final transcript."""
+    """Speech recognition: a local streaming ``recognizer`` (partials + final) or a ``transcribe`` server (final)."""
 
-    def __init__(self, transcribe: Transcribe, vad: EnergyVAD | None = None, max_s: float = 30.0) -> None:
+    def __init__(self, transcribe: Transcribe | None = None, vad: EnergyVAD | None = None, max_s: float = 30.0,
+                 recognizer: Recognizer | None = None, preroll_s: float = 0.3) -> None:
         super().__init__(name="asr")
+        if (transcribe is None) == (recognizer is None):
+            raise ValueError("TranscriptionStage needs exactly one of transcribe (a server) or recognizer (local)")
         self.transcribe = transcribe
         self.vad = vad or EnergyVAD()
         self.max_samples = int(max_s * SAMPLE_RATE)
         self._buffer: list[np.ndarray] = []
+        # Local recogniser: one stream per session (this stage), fed from just before the speech onset.
+        self._stream = recognizer.new_stream() if recognizer is not None else None
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, int(preroll_s / 0.04)))
+        self._in_utterance = False
+        self._utterance_samples = 0
 
     async def process_frame(self, frame: Frame, direction: Direction) -> None:
         if direction is DOWN and isinstance(frame, UserAudioFrame):
             events = self.vad.process(frame.samples, frame.pts_ns)
+            if self._stream is not None:
+                await self.push_frame(frame, direction)  # the audio flows on first; recognition follows
+                await self._stream_audio(frame, events)
+                return
             if self.vad.speaking or events:
                 self._buffer.append(frame.samples)
             if any(e.kind == "end" for e in events) and self._buffer:
@@ -162,6 +179,28 @@ class TranscriptionStage(Stage):
                 self._buffer = []
                 self.start_job(self._recognise(audio, frame.pts_ns))
         await self.push_frame(frame, direction)
+
+    async def _stream_audio(self, frame: UserAudioFrame, events: list) -> None:
+        if not (self._in_utterance or self.vad.speaking or events):
+            self._preroll.append(frame.samples)
+            return
+        chunks = [frame.samples]
+        if not self._in_utterance:
+            chunks = [*self._preroll, frame.samples]
+            self._preroll.clear()
+            self._in_utterance, self._utterance_samples = True, 0
+        self._utterance_samples += sum(c.size for c in chunks)
+        audio = np.concatenate(chunks)
+        with self.timed():  # the decoder runs off the event loop; this stage's frames wait in order
+            partial = await asyncio.to_thread(self._stream.accept, audio)
+        if partial:
+            await self.push_frame(UserTranscriptFrame(partial, final=False, pts_ns=frame.pts_ns))
+        if any(e.kind == "end" for e in events) or self._utterance_samples >= self.max_samples:
+            with self.timed():
+                text = await asyncio.to_thread(self._stream.finish)
+            self._in_utterance = False
+            if text:
+                await self.push_frame(UserTranscriptFrame(text, final=True, pts_ns=frame.pts_ns))
 
     async def _recognise(self, audio: np.ndarray, pts_ns: int) -> None:
         wav = io.BytesIO()

@@ -126,7 +126,7 @@ function onJson(msg) {
       break;
     case "words": for (const [t, w] of msg.words) S.words.push({ t, w }); break;
     case "user_speaking": S.userSpeaking = msg.value; if (msg.value) S.userCaption = ""; break;
-    case "transcript": S.userCaption = msg.text; if (msg.final) log("user", msg.text); break;
+    case "transcript": S.userCaption = msg.final ? msg.text : msg.text + " …"; if (msg.final) log("user", msg.text); break;  // partials live, marked
     case "forgotten":
       localStorage.removeItem(VISITOR_KEY);
       log("system", "The character has forgotten everything you said in any session. The next connection starts as a new visitor.");
