@@ -310,7 +310,8 @@ class KodamaTTS(nn.Module):
 
     def forward(self, speaker: torch.Tensor | None, emotion: torch.Tensor | None, text: torch.Tensor,
                 audio: torch.Tensor, is_audio: torch.Tensor, state: TTSState | None = None,
-                last_only: bool = False, attn_probs: list[torch.Tensor] | None = None) -> torch.Tensor:
+                last_only: bool = False, attn_probs: list[torch.Tensor] | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the next step's codes at every position: (B, n, K, V), V = codebook_size + 2.
 
         ``speaker`` (B, D_spk) and ``emotion`` (B, D_emo) are given for the first call of a sequence
@@ -319,7 +320,9 @@ class KodamaTTS(nn.Module):
         n = L (+ 2 with the conditioning), or 1 with ``last_only`` (generation: the 8 heads are the
         largest matmul, so a prefill computes them for its last position only). With ``state``, keys
         and values are appended to its cache. ``attn_probs``: a list that receives head 0's attention
-        weights (B, n, n) of each layer in ``config.align_layers`` (training).
+        weights (B, n, n) of each layer in ``config.align_layers`` (training). ``rows`` (B, n) bool:
+        logits only at these positions, as (1, M, K, V) (training: the positions with a target; the
+        heads are the largest matmul and most positions are phonemes or the voice prompt).
         """
         x = self.embed(text, audio, is_audio)  # (B, L, d)
         if speaker is not None:
@@ -332,6 +335,8 @@ class KodamaTTS(nn.Module):
         if state is not None:
             state.length += x.shape[1]
         x = self.ln_f(x[:, -1:] if last_only else x)
+        if rows is not None:
+            x = x[rows][None]  # (1, M, d)
         B, n, _ = x.shape
         if self.config.tie_heads:  # each codebook's head is its embedding table (GPT-2's weight tying)
             return torch.einsum("bnd,kvd->bnkv", x, self.audio_emb)  # (B, n, K, V)
@@ -347,9 +352,11 @@ class KodamaTTS(nn.Module):
         """
         guide = align_weight > 0 and "align" in batch and bool(self.config.align_layers)
         probs: list[torch.Tensor] | None = [] if guide else None
-        logits = self(batch["speaker"], batch["emotion"], batch["text"], batch["audio"], batch["is_audio"], attn_probs=probs)
-        target = batch["target"]  # (B, n, K)
-        nll = F.cross_entropy(logits.flatten(0, 2), target.flatten(), ignore_index=IGNORE, reduction="none").view_as(target)
+        rows = (batch["target"] != IGNORE).any(-1)  # (B, n) positions with something to predict
+        logits = self(batch["speaker"], batch["emotion"], batch["text"], batch["audio"], batch["is_audio"],
+                      attn_probs=probs, rows=rows)[0]  # (M, K, V)
+        target = batch["target"][rows]  # (M, K)
+        nll = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE, reduction="none").view_as(target)
         valid = target != IGNORE
         loss = nll.sum() / valid.sum().clamp(min=1)
         ns = self.config.n_semantic
