@@ -254,3 +254,11 @@ def test_a_reply_that_arrives_while_another_plays_is_queued_not_merged():
     assert [t.text for t in result.history.turns if t.speaker == "agent"] == ["one two three", "four five"]
     played = after.of_type(PlayedAudioFrame)
     assert sum(int(np.count_nonzero(p.samples)) for p in played) == pytest.approx(5 * ToneTTS.word_s * 24000, rel=0.01)
+
+
+def test_the_user_may_say_the_same_thing_twice():
+    turns = [UserTurnSpec("go on"), UserTurnSpec("go on"), UserTurnSpec("go on")]
+    replies = [ActionPlan("one"), ActionPlan("two"), ActionPlan("three")]
+    session, _, after = _session(turns, replies)
+    result = _run(session)
+    assert [t.text for t in result.history.turns] == ["go on", "one", "go on", "two", "go on", "three"]

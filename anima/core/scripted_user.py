@@ -31,7 +31,7 @@ NOISE_RMS = 0.0007  # a quiet room (about -63 dBFS) so the detector sees a reali
 RECOGNITION_LAG_S = 0.3  # a streaming recogniser reports a word about this long after it starts
 
 
-@dataclass
+@dataclass(eq=False)  # clips compare by identity: two turns may say the same words
 class _Clip:
     spec: UserTurnSpec
     samples: np.ndarray  # (N,) float32, 24 kHz
