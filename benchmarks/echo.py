@@ -84,7 +84,7 @@ def self_interruption(minutes: float, canceller: bool) -> dict:
     from anima.core.frames import AgentStoppedSpeakingFrame, InterruptionFrame, PauseFrame
     from anima.core.plan import ActionPlan
 
-    n = max(1, int(np.ceil(minutes * 60 / 25)))  # a paragraph is ~25 s of espeak speech
+    n = max(1, int(np.ceil(minutes * 60 / 17)))  # a paragraph is ~18 s of espeak speech
     replies = [ActionPlan(PARAGRAPHS[i % len(PARAGRAPHS)]) for i in range(n)]
     turns = [UserTurnSpec("Tell me about the voyage.")] + [UserTurnSpec("Go on.") for _ in range(n - 1)]
     result, out, _, echo = _session(turns, replies, canceller, seed=0)
