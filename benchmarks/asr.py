@@ -122,7 +122,7 @@ def main() -> int:
     tuning = clips(tuning_q, [TUNING_VOICE])
     test = clips(test_q, TEST_VOICES)
 
-    grid = [{"mode": "names"}] if args.quick else [{"mode": "names"}, {"mode": "names", "language_weight": 8.0}] + [
+    grid = [{"mode": "names"}] if args.quick else [{"mode": "names", "language_weight": lw} for lw in (6.5, 5.5, 8.0)] + [
         {"mode": "lm", "general_words": 3000, "general_weight": 0.3, "question_weight": q} for q in (1, 5)]
     results: dict = {"tuning": {}, "test": {}}
     plain = PocketSphinxRecognizer(None)

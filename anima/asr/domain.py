@@ -67,7 +67,7 @@ class Domain:
     added_words: dict[str, str]  # word -> ARPAbet phones added to the dictionary (incl. alternates)
     vocabulary_size: int
     names: tuple[str, ...]  # the world's proper-noun words (lowercase)
-    language_weight: float = 6.5  # the decoder's LM weight with this model
+    language_weight: float = 5.5  # the decoder's LM weight with this model (5.5: chosen on the tuning set)
     new_words: dict[str, str] | None = None  # "names" mode: words the general LM lacks, added per stream (Decoder.add_word)
 
     def pronunciations(self, word: str) -> list[str]:
@@ -263,7 +263,7 @@ def train_arpa(sentences: list[list[str]], vocab: set[str], general: dict[str, f
 
 
 def build_domain(character: str | None = None, world: str | Path | None = None, general_words: int = 3000,
-                 general_weight: float = 0.3, question_weight: int = 5, language_weight: float = 6.5,
+                 general_weight: float = 0.3, question_weight: int = 5, language_weight: float = 5.5,
                  cache_dir: Path | None = None, mode: str = "names") -> Domain:
     """Build (or reuse the cached) dictionary + language model for ``character``'s world (all characters if None).
 
