@@ -137,3 +137,21 @@ def test_asr_none_and_bad_choice():
     with running_server(config) as (address, app):
         welcome, _ = speak(address, [np.zeros(960, np.float32)] * 3)
     assert welcome["speech_recognition"] is False
+
+
+def test_the_recogniser_hears_the_echo_cancelled_microphone(tmp_path, monkeypatch):
+    """Stage order: the echo canceller first, then the recogniser, then turn-taking (the agent's own voice is gone)."""
+    from anima.core.plan import ActionPlan
+    from anima.registry import AgentChoice
+    from anima.serve.app import _build_stages
+    from anima.serve.live import ClientSink
+    from anima.thinker.scripted import ScriptedThinker
+
+    monkeypatch.setenv("ANIMA_HOME", str(tmp_path))
+    config = ServeConfig(port=0)
+    stages, _ = _build_stages(config, AgentChoice(thinker="scripted"), ScriptedThinker([ActionPlan("Yes.")]), ClientSink(lambda m: None))
+    names = [s.name for s in stages]
+    assert names[:3] == ["echo", "asr", "turns"], names
+    stages, _ = _build_stages(ServeConfig(port=0, asr="none"), AgentChoice(thinker="scripted"),
+                              ScriptedThinker([ActionPlan("Yes.")]), ClientSink(lambda m: None))
+    assert [s.name for s in stages][:2] == ["echo", "turns"]

@@ -199,13 +199,15 @@ def local_recognizer(kind: str, world: Path | None):
 
 def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, sink: ClientSink) -> tuple[list, ConversationHistory]:
     history = ConversationHistory()
-    stages: list = []
+    asr: list = []
     if config.asr_url:
-        stages.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
+        asr.append(TranscriptionStage(openai_transcriber(config.asr_url, config.asr_model)))
     elif config.asr != "none":
-        stages.append(TranscriptionStage(recognizer=local_recognizer(config.asr, config.world)))
-    stages += [*ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker), sink]
-    return stages, history
+        asr.append(TranscriptionStage(recognizer=local_recognizer(config.asr, config.world)))
+    engine = ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker)
+    # The recogniser goes after the echo canceller (it must hear the user, not the agent), else first.
+    at = next((i + 1 for i, stage in enumerate(engine) if stage.name == "echo"), 0)
+    return [*engine[:at], *asr, *engine[at:], sink], history
 
 
 WORKER_CONFIG_ENV = "ANIMA_SERVE_CONFIG"  # the ServeConfig (JSON) a worker process builds its app from
