@@ -54,8 +54,17 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
 
     choice = options.agent(conversation)
     clock_fps = 25
+    engine = ENGINES.create(choice.engine, choice=choice, history=history)
+    cuts = [t.agent_interrupts_s for t in conversation.user_turns]
+    if any(c is not None for c in cuts):  # the script has the agent cut the user off
+        from anima.core.duplex import TurnTaking
+        from anima.core.interjection import ScriptedInterjector
+
+        for stage in engine:
+            if isinstance(stage, TurnTaking):
+                stage.interjector = ScriptedInterjector(cuts)
     return [
-        *ENGINES.create(choice.engine, choice=choice, history=history),
+        *engine,
         RenderStage(CharacterRenderer(options.width, options.height), conversation.agent.name, conversation.user.name),
         MP4Sink(out_path, options.width, options.height, fps=clock_fps),
     ]

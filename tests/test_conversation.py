@@ -99,3 +99,14 @@ def test_wav_paths_are_relative_to_the_file(tmp_path):
     sf.write(sub / "q.wav", np.zeros(1600, np.float32), 16000)
     conv = load_conversation(write(tmp_path, "turns:\n  - user: {wav: audio/q.wav, text: hi}\n  - agent: sure\n"))
     assert conv.user_turns[0].wav == sub / "q.wav"
+
+
+def test_agent_interrupts_s_is_read_and_checked():
+    from anima.core.conversation import ConversationError, parse_conversation
+
+    data = {"turns": [{"user": "hello"}, {"agent": "hi"}, {"user": "a long story", "agent_interrupts_s": 2.5}]}
+    conv = parse_conversation(data)
+    assert [t.agent_interrupts_s for t in conv.user_turns] == [None, 2.5]
+    data["turns"][2]["agent_interrupts_s"] = -1
+    with pytest.raises(ConversationError, match="agent_interrupts_s"):
+        parse_conversation(data)

@@ -262,3 +262,48 @@ def test_the_user_may_say_the_same_thing_twice():
     session, _, after = _session(turns, replies)
     result = _run(session)
     assert [t.text for t in result.history.turns] == ["go on", "one", "go on", "two", "go on", "three"]
+
+
+MONOLOGUE = " ".join(f"m{i}" for i in range(24))  # 6 s of tone speech
+
+
+def test_the_agent_cuts_in_where_the_script_says_and_the_user_stops():
+    from anima.core.interjection import ScriptedInterjector
+
+    turns = [UserTurnSpec("hello there"), UserTurnSpec(MONOLOGUE), UserTurnSpec("sorry go on")]
+    turns[1].agent_interrupts_s = 2.0
+    replies = [ActionPlan("hello"), ActionPlan("forgive me but we must dive now"), ActionPlan("thank you")]
+    tt = TurnTaking(vad=EnergyVAD(), interjector=ScriptedInterjector([None, 2.0, None]))
+    session, _, after = _session(turns, replies, turn_taking=tt)
+    result = _run(session)
+    user = [t for t in result.history.turns if t.speaker == "user"]
+    assert [t.interrupted for t in user] == [False, True, False]
+    cut_words = user[1].text.split()
+    assert 2 <= len(cut_words) < 24 and cut_words == MONOLOGUE.split()[:len(cut_words)]  # what was heard, in order
+    agents = [t for t in result.history.turns if t.speaker == "agent"]
+    assert [(t.text, t.interrupted) for t in agents] == [("hello", False), ("forgive me but we must dive now", False),
+                                                       ("thank you", False)]
+    # The agent spoke over the user's last words (overlap), ~2 s into the monologue; the user then stopped.
+    starts = after.of_type(AgentStartedSpeakingFrame)
+    user_clip = session.source.clips[1]
+    overlap_s = (user_clip.end_ns - starts[1].pts_ns) / NS_PER_S
+    assert 0.0 < overlap_s <= 0.5, overlap_s
+    assert 1.9 <= (starts[1].pts_ns - user_clip.start_ns) / NS_PER_S <= 2.6
+    assert after.of_type(InterruptionFrame) == [] and after.of_type(PauseFrame) == []
+
+
+def test_patience_and_urgent_words_cut_in_and_ordinary_turns_do_not():
+    from anima.core.interjection import PatienceInterjector
+
+    turns = [UserTurnSpec("hello there"), UserTurnSpec(MONOLOGUE), UserTurnSpec("ok")]
+    replies = [ActionPlan("hello"), ActionPlan("enough"), ActionPlan("good")]
+    tt = TurnTaking(vad=EnergyVAD(), interjector=PatienceInterjector(patience_s=3.0))
+    result = _run(_session(turns, replies, turn_taking=tt)[0])
+    user = [t for t in result.history.turns if t.speaker == "user"]
+    assert [t.interrupted for t in user] == [False, True, False]
+    policy = PatienceInterjector(patience_s=30.0, urgent=["giant squid", "fire"])
+    assert policy.consider("there is a giant squid outside", 1.0) == "urgent: giant squid"
+    assert policy.consider("the squid is giant", 1.0) is None and policy.consider("fireworks", 1.0) is None
+    assert policy.consider("so anyway", 31.0) == "patience"
+    with pytest.raises(ValueError, match="NaN"):
+        PatienceInterjector(patience_s=float("nan"))

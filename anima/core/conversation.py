@@ -15,6 +15,9 @@ Example::
       - agent: This is the salon, where I keep ...
       - user: Wait, what was that noise?
         barge_in_s: 2.5        # cut in 2.5 s after the previous agent turn started playing
+      - agent: It is only the pumps ...
+      - user: Let me tell you everything about my uncle's farm, it all began when ...
+        agent_interrupts_s: 3  # the agent cuts the user off 3 s into this turn (and the user stops)
 
 User and agent turns alternate, starting with the user; each user turn is answered by the agent
 turn after it (the scripted thinker). Paths are relative to the YAML file.
@@ -33,7 +36,7 @@ from anima.core.plan import ActionPlan
 MAX_TURN_CHARS = 10_000
 TOP_KEYS = {"title", "agent", "user", "pause_s", "turns", "seed"}
 PARTY_KEYS = {"name", "voice"}
-USER_TURN_KEYS = {"user", "barge_in_s", "pause_s"}
+USER_TURN_KEYS = {"user", "barge_in_s", "pause_s", "agent_interrupts_s"}
 AGENT_TURN_KEYS = {"agent", "emotion", "gesture", "gaze"}
 
 
@@ -52,6 +55,7 @@ class UserTurnSpec:
     text: str
     wav: Path | None = None
     barge_in_s: float | None = None
+    agent_interrupts_s: float | None = None  # the agent cuts in this many seconds into this user turn
     pause_s: float | None = None
 
 
@@ -146,6 +150,8 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
                 spec.barge_in_s = _number(f"{tw}: barge_in_s", turn["barge_in_s"], 0.0, 600.0)
             if "pause_s" in turn:
                 spec.pause_s = _number(f"{tw}: pause_s", turn["pause_s"], 0.0, 60.0)
+            if "agent_interrupts_s" in turn:
+                spec.agent_interrupts_s = _number(f"{tw}: agent_interrupts_s", turn["agent_interrupts_s"], 0.0, 600.0)
             user_turns.append(spec)
         else:
             _check_keys(tw, turn, AGENT_TURN_KEYS)

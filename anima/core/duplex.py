@@ -16,6 +16,11 @@ barge-in is as fast as before). It becomes a barge-in when the speech lasts ``mi
 the recogniser hears a word that is not a backchannel ("mm-hm", "yeah"); when the user is silent
 again for ``resume_after_s`` without either, the agent resumes where it stopped (``ResumeFrame``)
 and the history records what was heard. ``recovery=None`` interrupts at the onset, as before.
+
+The agent may cut in too (``interjector``, ``anima.core.interjection``): on every tick of a user
+turn the policy sees the partial transcript and how long the user has held the floor; a reason
+ends the user's turn there (``UserTurnFrame.cut_by_agent``), the agent answers over the user's last
+words, and the rest of that stretch of user speech neither barges in on the reply nor starts a turn.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from anima.core.frames import (
     UserTranscriptFrame,
     UserTurnFrame,
 )
+from anima.core.interjection import Interjector
 from anima.core.stage import DOWN, UP, Direction, Stage
 from anima.core.vad import VAD, make_vad
 
@@ -71,8 +77,10 @@ class Recovery:
 class TurnTaking(Stage):
     """Voice activity, end of turn, barge-in (with false-interruption recovery) and the agent state."""
 
-    def __init__(self, vad: VAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery()) -> None:
+    def __init__(self, vad: VAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery(),
+                 interjector: Interjector | None = None) -> None:
         super().__init__(name="turns")
+        self.interjector = interjector
         self.vad = vad or make_vad()  # silero by default (benchmarks/vad.py), one per session
         self.barge_in = barge_in
         self.recovery = recovery
@@ -87,6 +95,10 @@ class TurnTaking(Stage):
         self._pause_heard: list[str] = []  # backchannel words heard during the pause
         self._heard_backchannel = False  # the pause's latest transcript held only backchannels
         self._after_resume = False  # a late final transcript may still belong to the resumed sound
+        self._floor_ns: int | None = None  # the user holds the floor since (a turn in progress)
+        self._partial = ""  # the latest interim transcript of the turn in progress
+        self._cut_in = False  # the agent cut the user off; their speech goes on until the detector hears it end
+        self._after_cut = False  # ... and its late transcripts may still come in, until the user speaks again
 
     async def _set_state(self, state: AgentState) -> None:
         if state is not self.state:
@@ -110,8 +122,12 @@ class TurnTaking(Stage):
                         await self._on_speech_end(event.pts_ns)
                 await self._check_pause(frame.pts_ns)
                 await self.push_frame(frame)
+            case UserTranscriptFrame() if self._cut_in or self._after_cut:
+                await self.push_frame(frame)  # the rest of a stretch the agent cut off: already answered
             case UserTranscriptFrame():
                 text = frame.text.strip()
+                if not frame.final and text and self._pause_onset_ns is None:
+                    self._partial = text
                 if text and await self._words_during_pause(text, frame.final) and frame.final:
                     self._transcript.append(text)
                     self._transcript_final = True
@@ -129,6 +145,7 @@ class TurnTaking(Stage):
                 await self.push_frame(frame)
             case TickFrame():
                 await self._check_pause(frame.pts_ns)
+                await self._check_interjection(frame.pts_ns)
                 await self.push_frame(frame)
             case _:
                 await self.push_frame(frame)
@@ -137,6 +154,13 @@ class TurnTaking(Stage):
         self._speech_end_ns = None
         self._segment_start_ns = onset_ns
         self._after_resume = False
+        if self._cut_in:  # still the stretch the agent cut off (the detector split it): no barge-in
+            return
+        self._after_cut = False
+        if self._floor_ns is None and not (self.agent_speaking or self.awaiting_reply):
+            self._floor_ns, self._partial = onset_ns, ""
+            if self.interjector is not None:
+                self.interjector.reset()
         await self.push_frame(UserStartedSpeakingFrame(onset_pts_ns=onset_ns, pts_ns=onset_ns), DOWN)
         await self.push_frame(UserStartedSpeakingFrame(onset_pts_ns=onset_ns, pts_ns=onset_ns), UP)
         if self.barge_in and (self.agent_speaking or self.awaiting_reply) and self._pause_onset_ns is None:
@@ -151,6 +175,10 @@ class TurnTaking(Stage):
         if self._pause_onset_ns is not None:  # the agent went silent at the pause: that onset counts
             onset_ns, self._pause_onset_ns = self._pause_onset_ns, None
         self.awaiting_reply = False
+        if self._floor_ns is None:  # the user takes the floor by barging in
+            self._floor_ns, self._partial = onset_ns, ""
+            if self.interjector is not None:
+                self.interjector.reset()
         await self.push_frame(InterruptionFrame(reason=reason, onset_pts_ns=onset_ns, pts_ns=self.clock.now_ns()), DOWN)
 
     async def _check_pause(self, now_ns: int) -> None:
@@ -196,8 +224,29 @@ class TurnTaking(Stage):
                 self._pause_heard.append(text)
         return False
 
+    async def _check_interjection(self, now_ns: int) -> None:
+        """While the user holds the floor: does the agent cut in now?"""
+        if (self.interjector is None or self._floor_ns is None or self._cut_in or self.awaiting_reply
+                or self.agent_speaking or self._pause_onset_ns is not None):
+            return
+        heard = " ".join([*self._transcript, self._partial]).strip()
+        reason = self.interjector.consider(heard, (now_ns - self._floor_ns) / NS_PER_S)
+        if not reason:
+            return
+        self._cut_in = self.vad.speaking  # the user is mid-word: the rest of this stretch is theirs, unanswered
+        self._transcript, self._transcript_final, self._partial, self._floor_ns = [], False, "", None
+        self.awaiting_reply = True
+        await self.push_frame(UserTurnFrame(heard, now_ns, cut_by_agent=reason, pts_ns=self.clock.now_ns()))
+        await self._set_state(AgentState.THINKING)
+
     async def _on_speech_end(self, end_ns: int) -> None:
         self._speech_end_ns = end_ns
+        if self._cut_in:
+            self._cut_in, self._after_cut = False, True
+            self._transcript, self._transcript_final = [], False
+            await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), DOWN)
+            await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), UP)
+            return
         await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), DOWN)
         await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), UP)
         await self._maybe_end_turn()
@@ -210,6 +259,7 @@ class TurnTaking(Stage):
         text = " ".join(self._transcript)
         end_ns = self._speech_end_ns if self._speech_end_ns is not None else self.clock.now_ns()
         self._transcript, self._transcript_final, self._speech_end_ns = [], False, None
+        self._floor_ns, self._partial = None, ""
         self.awaiting_reply = True
         await self.push_frame(UserTurnFrame(text, end_ns, pts_ns=self.clock.now_ns()))
         await self._set_state(AgentState.THINKING)

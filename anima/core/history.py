@@ -22,8 +22,9 @@ class ConversationHistory:
 
     turns: list[Turn] = field(default_factory=list)
 
-    def add_user(self, text: str) -> None:
-        self.turns.append(Turn("user", text))
+    def add_user(self, text: str, interrupted: bool = False) -> None:
+        """``interrupted``: the agent cut in before the user finished (``text`` is what was heard)."""
+        self.turns.append(Turn("user", text, interrupted))
 
     def add_agent(self, heard_text: str, interrupted: bool, planned_text: str = "") -> None:
         self.turns.append(Turn("agent", heard_text, interrupted, planned_text))

@@ -29,6 +29,7 @@ from anima.core.frames import (
 Synthesize = Callable[[str], tuple[np.ndarray, list[SpeechEvent]]]
 NOISE_RMS = 0.0007  # a quiet room (about -63 dBFS) so the detector sees a realistic floor
 RECOGNITION_LAG_S = 0.3  # a streaming recogniser reports a word about this long after it starts
+CUT_REACTION_S = 0.25  # a speaker cut off by the agent stops talking this long after it starts
 
 
 @dataclass(eq=False)  # clips compare by identity: two turns may say the same words
@@ -39,6 +40,7 @@ class _Clip:
     start_ns: int = -1
     emitted_words: int = 0
     finished: bool = False
+    heard_text: str | None = None  # set when the agent cut the user off: the words said before
 
     @property
     def end_ns(self) -> int:
@@ -83,8 +85,26 @@ class ScriptedUser:
         """Turn events from the agent (frames leaving the head of the pipeline upstream)."""
         if isinstance(frame, AgentStartedSpeakingFrame):
             self._agent_started_ns = frame.pts_ns
+            for clip in self.clips:  # a user the script has the agent cut off stops talking
+                if clip.spec.agent_interrupts_s is not None and 0 <= clip.start_ns <= frame.pts_ns and not clip.finished:
+                    self._cut(clip, frame.pts_ns + int(CUT_REACTION_S * NS_PER_S))
         elif isinstance(frame, AgentStoppedSpeakingFrame):
             self._agent_stopped_ns = frame.pts_ns
+
+    def _cut(self, clip: _Clip, at_ns: int) -> None:
+        """Stop ``clip`` at media time ``at_ns`` (a 30 ms fade); its words after that are never said."""
+        keep = int((at_ns - clip.start_ns) * SAMPLE_RATE / NS_PER_S)
+        if keep >= clip.samples.size:
+            return
+        keep = max(keep, 0)
+        samples = clip.samples[:keep].copy()
+        fade = min(keep, int(0.03 * SAMPLE_RATE))
+        if fade:
+            samples[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        clip.samples = samples
+        said_s = keep / SAMPLE_RATE
+        clip.words = [w for w in clip.words if w.time_s < said_s]
+        clip.heard_text = " ".join(w.text for w in clip.words)
 
     def _schedule(self, now_ns: int) -> None:
         """Give the next clip a start time once the agent's reply tells us when."""
@@ -131,8 +151,9 @@ class ScriptedUser:
             if pts_ns >= clip.end_ns:
                 clip.finished = True
                 self._last_user_end_ns = clip.end_ns
-                if clip.spec.text:
-                    out.append(UserTranscriptFrame(clip.spec.text, final=True, pts_ns=pts_ns))
+                final = clip.spec.text if clip.heard_text is None else clip.heard_text
+                if final:
+                    out.append(UserTranscriptFrame(final, final=True, pts_ns=pts_ns))
                 self._next = self.clips.index(clip) + 1
         out.insert(0, UserAudioFrame(audio, pts_ns=start_ns))
         return out

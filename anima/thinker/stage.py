@@ -35,7 +35,7 @@ class ThinkerStage(Stage):
     async def process_frame(self, frame: Frame, direction: Direction) -> None:
         match frame:
             case UserTurnFrame() if direction is DOWN:
-                self.history.add_user(frame.text)
+                self.history.add_user(frame.text, interrupted=bool(frame.cut_by_agent))
                 self._pending = self.start_job(self._respond(frame))
             case TickFrame() if self._pending is not None and not self.clock.realtime:
                 # Offline, thinking takes no media time: finish the reply before this tick passes.

@@ -25,10 +25,15 @@ class UserTranscriptFrame(UninterruptibleFrame, DataFrame):
 
 @dataclass
 class UserTurnFrame(UninterruptibleFrame, DataFrame):
-    """A finished user turn, ready for the Thinker. ``end_pts_ns``: end of the user's speech."""
+    """A finished user turn, ready for the Thinker. ``end_pts_ns``: end of the user's speech.
+
+    ``cut_by_agent``: why the agent cut the user off mid-turn ("patience", "urgent: ...", "scripted"),
+    "" when the user finished; ``text`` is then what was heard before the cut.
+    """
 
     text: str
     end_pts_ns: int
+    cut_by_agent: str = ""
 
 
 @dataclass
