@@ -80,6 +80,7 @@ class ServeConfig:
     face: str = "procedural"  # registry.FACES
     body: str = "procedural"  # registry.BODIES (one body per session: the procedural one costs no weights)
     asr: str = "pocketsphinx"  # local speech recognition: "pocketsphinx" (offline, adapted to the world) or "none"
+    agent_interrupts: bool = True  # the character cuts a visitor off past its patience or on its urgent words
     asr_url: str | None = None  # OpenAI-compatible transcription server, e.g. http://127.0.0.1:9000/v1 (replaces asr)
     asr_model: str = "whisper-1"
     max_sessions: int = 16  # counted from the WebSocket handshake on, so a burst of connections cannot pass it
@@ -205,6 +206,14 @@ def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, si
     elif config.asr != "none":
         asr.append(TranscriptionStage(recognizer=local_recognizer(config.asr, config.world)))
     engine = ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker)
+    persona = getattr(thinker, "persona", None)
+    if config.agent_interrupts and persona is not None:
+        from anima.core.duplex import TurnTaking
+        from anima.thinker.interjector import persona_interjector
+
+        for stage in engine:
+            if isinstance(stage, TurnTaking):
+                stage.interjector = persona_interjector(persona)
     # The recogniser goes after the echo canceller (it must hear the user, not the agent), else first.
     at = next((i + 1 for i, stage in enumerate(engine) if stage.name == "echo"), 0)
     return [*engine[:at], *asr, *engine[at:], sink], history

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr-url", default=None, help="OpenAI-compatible transcription server base URL, e.g. http://127.0.0.1:9000/v1 "
                                                    "(a Whisper-class server; replaces --asr)")
     p.add_argument("--asr-model", default="whisper-1", help="model name sent to the transcription server")
+    p.add_argument("--no-agent-interrupts", dest="agent_interrupts", action="store_false",
+                   help="the character never cuts a visitor off (by default it does past its patience, or on its urgent words)")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                    help="a page origin (http://host:port) besides this server's own that may open the WebSocket; repeatable")
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServeConfig(host=args.host, port=args.port, token=args.token, world=args.world, engine=args.engine, talker=args.talker, face=args.face, body=args.body,
                          asr=args.asr, asr_url=args.asr_url, asr_model=args.asr_model, max_sessions=args.max_sessions,
+                         agent_interrupts=args.agent_interrupts,
                          allow_origins=tuple(args.allow_origin), api_docs=args.api_docs)
     if not 1 <= args.workers <= 64:
         print(f"error: --workers must be 1..64, got {args.workers}", file=sys.stderr)

@@ -16,6 +16,7 @@ class ThinkerContext:
     history: list[Turn] = field(default_factory=list)
     character: str | None = None
     story_time: int | None = None
+    interjection: str = ""  # why the agent cut the user off mid-turn ("patience", "urgent: ..."), "" if it did not
 
 
 class Thinker(Protocol):

@@ -26,7 +26,8 @@ PERSONA_DIR = Path(__file__).resolve().parent.parent / "assets" / "personas"
 REPLY_KINDS = ("greeting", "farewell", "thanks", "decline", "ai", "jailbreak", "unknown_future", "unknown",
                "uncertain", "remember_user", "noted", "no_user_memory", "empty", "more")
 TOP_KEYS = {"key", "name", "entity", "voice", "first_chapter", "default_story_time", "about", "traits", "values",
-            "speaking_style", "resting_emotion", "narrator", "attribution", "goals", "taboos", "replies", "lines"}
+            "speaking_style", "resting_emotion", "narrator", "attribution", "goals", "taboos", "replies", "lines",
+            "interrupts"}
 
 
 class PersonaError(ValueError):
@@ -38,6 +39,15 @@ class Taboo:
     topic: str
     keywords: tuple[str, ...]
     reply: str
+
+
+@dataclass(frozen=True)
+class Interrupts:
+    """When the character cuts a visitor off: its patience, the words it cannot let pass, how it cuts in."""
+
+    patience_s: float = 15.0  # seconds a visitor may hold the floor before the character cuts in
+    urgent: tuple[str, ...] = ()  # words or phrases that make it cut in at once
+    cut_in: tuple[str, ...] = ("Forgive me,",)  # how it opens a reply that cuts the visitor off
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class Persona:
     replies: dict[str, tuple[str, ...]] = field(hash=False)
     lines: tuple[PersonaLine, ...] = ()
     attribution: tuple[tuple[str, int, int], ...] = ()  # (alias, first chapter, last chapter)
+    interrupts: Interrupts = Interrupts()
 
     def attributions(self) -> list[Attribution]:
         return [Attribution(self.entity, alias, first, last) for alias, first, last in self.attribution]
@@ -120,6 +131,14 @@ def parse_persona(data: Any, where: str = "persona") -> Persona:
         if not isinstance(a, dict) or not isinstance(a.get("alias"), str):
             raise PersonaError(f"{where}: attribution {i} needs an alias")
         attribution.append((a["alias"], int(a.get("from", 1)), int(a.get("until", 10**6))))
+    raw = data.get("interrupts") or {}
+    if not isinstance(raw, dict) or set(raw) - {"patience_s", "urgent", "cut_in"}:
+        raise PersonaError(f"{where}: 'interrupts' takes patience_s, urgent and cut_in")
+    patience = raw.get("patience_s", Interrupts.patience_s)
+    if not isinstance(patience, (int, float)) or not 0 < patience <= 600:
+        raise PersonaError(f"{where}: interrupts.patience_s must be seconds in (0, 600], got {patience!r}")
+    interrupts = Interrupts(float(patience), _strings(f"{where}: interrupts.urgent", raw.get("urgent", [])),
+                            _strings(f"{where}: interrupts.cut_in", raw.get("cut_in", list(Interrupts.cut_in))))
     emotion = str(data.get("resting_emotion", "neutral"))
     if emotion not in EMOTIONS:
         raise PersonaError(f"{where}: unknown resting_emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
@@ -135,7 +154,7 @@ def parse_persona(data: Any, where: str = "persona") -> Persona:
         resting_emotion=emotion, narrator=bool(data.get("narrator", False)),
         first_chapter=int(data.get("first_chapter", 1)), default_story_time=int(data.get("default_story_time", 1)),
         goals=_strings(f"{where}: goals", data.get("goals", [])), taboos=tuple(taboos), replies=replies,
-        lines=tuple(lines), attribution=tuple(attribution),
+        lines=tuple(lines), attribution=tuple(attribution), interrupts=interrupts,
     )
 
 

@@ -46,7 +46,8 @@ class ThinkerStage(Stage):
                 await self.push_frame(frame, direction)
 
     async def _respond(self, turn: UserTurnFrame) -> None:
-        context = ThinkerContext(history=list(self.history.turns), character=self.character, story_time=self.story_time)
+        context = ThinkerContext(history=list(self.history.turns), character=self.character, story_time=self.story_time,
+                                 interjection=turn.cut_by_agent)
         turn_id = next(_turn_ids)
         try:
             with self.timed():
