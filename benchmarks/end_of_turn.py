@@ -160,7 +160,7 @@ def asr_words(items: list[dict]) -> list[str]:
         from anima.asr import load_recognizer
 
         rec = load_recognizer("pocketsphinx")
-        for k, it in zip(keys, items):
+        for k, it in zip(keys, items, strict=True):
             if k not in cache:
                 cache[k] = words(rec.transcribe(it["audio"]))
         path.write_text(json.dumps(cache, indent=1))
@@ -255,7 +255,7 @@ def main() -> int:
             else:
                 row = evaluate(label, sc[0][idx], sub, sc[1])
             rows.append({"voices": subset, **row})
-    wer = float(np.mean([words(h) != t for h, t in zip(heard, exact)]))
+    wer = float(np.mean([words(h) != t for h, t in zip(heard, exact, strict=True)]))
     print(f"PocketSphinx: {wer:.0%} of clips not transcribed exactly")
     head = f"{'method':38s} {'false EOT':>9s} {'acc@0.5':>8s} {'silence med':>11s} {'reply med':>9s} {'p90':>6s} {'cost ms':>8s}"
     print(f"split={args.split}: {rows[0]['n_complete']} complete, {rows[0]['n_paused']} paused clips")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ def silence_needed_s(p: float) -> float:
     if not isinstance(p, (int, float)) or math.isnan(p):
         raise ValueError(f"silence_needed_s needs a probability, got {p!r}")
     p = min(1.0, max(0.0, float(p)))
-    xs, ys = zip(*SILENCE_CURVE)
+    xs, ys = zip(*SILENCE_CURVE, strict=True)
     return float(np.interp(p, xs, ys))
 
 
@@ -284,7 +285,12 @@ def whisper_log_mel(audio16: np.ndarray, seconds: float = MAX_AUDIO_S) -> np.nda
 
 
 def smart_turn_path() -> Path:
-    """The smart-turn ONNX file inside an installed ``pipecat-ai`` (found without importing pipecat)."""
+    """The smart-turn ONNX file: ``$ANIMA_SMART_TURN_ONNX``, else inside an installed ``pipecat-ai`` (not imported)."""
+    if os.environ.get("ANIMA_SMART_TURN_ONNX"):
+        path = Path(os.environ["ANIMA_SMART_TURN_ONNX"])
+        if not path.is_file():
+            raise FileNotFoundError(f"ANIMA_SMART_TURN_ONNX names no file: {path}")
+        return path
     spec = importlib.util.find_spec("pipecat")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("smart-turn needs the model file from PyPI pipecat-ai: pip install --no-deps pipecat-ai "
