@@ -123,7 +123,7 @@ class TurnTaking(Stage):
                 await self._check_pause(frame.pts_ns)
                 await self.push_frame(frame)
             case UserTranscriptFrame() if self._cut_in or self._after_cut:
-                await self.push_frame(frame)  # the rest of a stretch the agent cut off: already answered
+                pass  # the rest of a stretch the agent cut off: answered already, its caption ends in a dash
             case UserTranscriptFrame():
                 text = frame.text.strip()
                 if not frame.final and text and self._pause_onset_ns is None:
@@ -236,6 +236,7 @@ class TurnTaking(Stage):
         self._cut_in = self.vad.speaking  # the user is mid-word: the rest of this stretch is theirs, unanswered
         self._transcript, self._transcript_final, self._partial, self._floor_ns = [], False, "", None
         self.awaiting_reply = True
+        await self.push_frame(UserTranscriptFrame(f"{heard} \u2014" if heard else "\u2014", final=True, pts_ns=self.clock.now_ns()))
         await self.push_frame(UserTurnFrame(heard, now_ns, cut_by_agent=reason, pts_ns=self.clock.now_ns()))
         await self._set_state(AgentState.THINKING)
 
