@@ -135,7 +135,7 @@ def build(split: str, voices: Voices) -> list[dict]:
     items, rng = [], np.random.default_rng({"tuning": 1, "test": 2}[split])
     for si, sentence in enumerate(data[split]):
         voice = data[f"{split}_voices"][si % len(data[f"{split}_voices"])]
-        for v in {voice, data[f"{split}_voices"][(si + 1) % 3]}:  # two voices per sentence
+        for v in (voice, data[f"{split}_voices"][(si + 1) % 3]):  # two voices per sentence (a list: a set's order would reshuffle the seeded draws)
             full = sentence.replace(" | ", " ")
             x = voices(full, v)
             items.append({"split": split, "voice": v, "text": words(full), "complete": True,
@@ -212,6 +212,7 @@ def evaluate(name: str, ps: np.ndarray | None, items: list[dict], cost_s: float,
            "mean_silence_waited_ms": 1000 * float(np.mean(waits[complete])),
            "median_reply_start_ms": 1000 * float(np.median(reply[complete])),
            "p90_reply_start_ms": 1000 * float(np.percentile(reply[complete], 90)),
+           "complete_waiting_over_0.5s": float((waits[complete] > 0.5).mean()),
            "cost_ms_per_call": 1000 * cost_s}
     if ps is not None:
         row["accuracy_at_0.5"] = float(((ps > 0.5) == complete).mean())
@@ -257,14 +258,14 @@ def main() -> int:
             rows.append({"voices": subset, **row})
     wer = float(np.mean([words(h) != t for h, t in zip(heard, exact, strict=True)]))
     print(f"PocketSphinx: {wer:.0%} of clips not transcribed exactly")
-    head = f"{'method':38s} {'false EOT':>9s} {'acc@0.5':>8s} {'silence med':>11s} {'reply med':>9s} {'p90':>6s} {'cost ms':>8s}"
+    head = f"{'method':38s} {'false EOT':>9s} {'acc@0.5':>8s} {'silence med':>11s} {'reply med':>9s} {'p90':>6s} {'cost ms':>8s} {'>0.5s':>6s}"
     print(f"split={args.split}: {rows[0]['n_complete']} complete, {rows[0]['n_paused']} paused clips")
     for r in rows:
         if r["method"].startswith("today"):
             print(f"--- {r['voices']}\n{head}")
         print(f"{r['method']:38s} {r['false_eot_rate']:9.1%} {r.get('accuracy_at_0.5', float('nan')):8.1%} "
               f"{r['median_silence_waited_ms']:9.0f}ms {r['median_reply_start_ms']:7.0f}ms {r['p90_reply_start_ms']:4.0f}ms "
-              f"{r['cost_ms_per_call']:8.2f}")
+              f"{r['cost_ms_per_call']:8.2f} {r['complete_waiting_over_0.5s']:6.0%}")
     if args.split == "test":
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"split": "test", "detect_s": DETECT_S, "downstream_s": DOWNSTREAM_S,
