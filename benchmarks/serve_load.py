@@ -405,8 +405,12 @@ def fit_sessions(args: argparse.Namespace) -> None:
         for asr in table:  # interleaved, so both settings see the same background load over time
             if done[asr]:
                 continue
-            results, _, _ = load_run(args, n, asr, spoken)
+            results, server, _ = load_run(args, n, asr, spoken)
             ok, summary = fits(results)
+            sent = [t["motion_sent_late"] for t in server.get("server_ticks", [])]
+            if sent:  # where the lateness starts: the server handing motion to the socket late is the server's own stall
+                summary["server_motion_sent_late_max_ms"] = round(1000 * max(x["max_s"] for x in sent))
+                summary["server_motion_sent_over_60ms"] = sum(x["over_60ms"] for x in sent)
             table[asr].append({"sessions": n, "fits": ok, **summary,
                                "finals": [t for r in results for t in r.get("finals", [])][:8]})
             print(f"asr={asr:12s} sessions={n}: {'fits' if ok else 'does not fit'} {summary}", flush=True)
@@ -416,7 +420,7 @@ def fit_sessions(args: argparse.Namespace) -> None:
                 done[asr] = True
         if all(done.values()):
             break
-    print(f"\\nsessions at RTF 1.0 with 0 frames > {FIT_LATE_MS} ms late ({args.minutes:g} min each, {os.cpu_count()} cores, "
+    print(f"\nsessions at RTF 1.0 with 0 frames > {FIT_LATE_MS} ms late ({args.minutes:g} min each, {os.cpu_count()} cores, "
           f"thinker={args.thinker}, spoken Piper questions): ASR on (pocketsphinx) {best['pocketsphinx']}, ASR off {best['none']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"minutes": args.minutes, "thinker": args.thinker, "face": args.face, "body": args.body,
