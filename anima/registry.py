@@ -211,8 +211,10 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
     ``thinker`` overrides the registry's (the server builds it first, to refuse a bad hello early).
     """
     from anima.body.stage import BodyStage
-    from anima.core.duplex import TurnTaking
+    from anima.core.duplex import Recovery, TurnTaking
     from anima.core.echo import EchoCancellation
+    from anima.core.end_of_turn import make_end_of_turn
+    from anima.core.vad import make_vad
     from anima.core.playout import Playout
     from anima.face.stage import FaceStage
     from anima.talker.stage import TalkerStage
@@ -220,9 +222,12 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
 
     if thinker is None:
         thinker = THINKERS.create(choice.thinker, spec=choice.thinker_spec)
+    hangover_s = 0.064  # a short detector hangover: the end-of-turn detector decides how long to wait
+    turns = TurnTaking(vad=make_vad(min_silence_s=hangover_s), recovery=Recovery(hangover_s=hangover_s),
+                       end_of_turn=make_end_of_turn("cues"))
     return [
         EchoCancellation(),  # first: the recogniser and the turn detector hear the user, not the agent
-        TurnTaking(),
+        turns,
         ThinkerStage(thinker, history),
         TalkerStage(TALKERS.create(choice.talker, voice=choice.voice), voice=choice.voice),
         Playout(),

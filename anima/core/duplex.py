@@ -8,7 +8,10 @@ drops what it had queued for the interrupted reply.
 
 A user turn ends when the detector has heard ``min_silence_s`` of silence *and* a final transcript
 has arrived (from speech recognition, or the script). Requiring both keeps a mid-sentence pause
-from ending the turn early. Typed text ends a turn at once.
+from ending the turn early. Typed text ends a turn at once. With an ``end_of_turn`` detector
+(``anima.core.end_of_turn``; the cascade uses one with a 64 ms detector hangover), each pause is
+scored from the words and the voice: a complete question is answered after ~60-80 ms of silence, a
+pause on "whether ..." waits up to 1.2 s for the rest.
 
 False-interruption recovery (as LiveKit Agents does it): sound from the user during the agent's
 turn first only *pauses* the agent (``PauseFrame``: the playout goes silent at once, so a real
@@ -25,10 +28,15 @@ words, and the rest of that stretch of user speech neither barges in on the repl
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
+from anima.core.end_of_turn import EndOfTurn, silence_needed_s
 from anima.core.frames import (
     NS_PER_S,
+    SAMPLE_RATE,
     AgentStartedSpeakingFrame,
     AgentState,
     AgentStateFrame,
@@ -78,9 +86,13 @@ class TurnTaking(Stage):
     """Voice activity, end of turn, barge-in (with false-interruption recovery) and the agent state."""
 
     def __init__(self, vad: VAD | None = None, barge_in: bool = True, recovery: Recovery | None = Recovery(),
-                 interjector: Interjector | None = None) -> None:
+                 interjector: Interjector | None = None, end_of_turn: EndOfTurn | None = None) -> None:
         super().__init__(name="turns")
         self.interjector = interjector
+        self.end_of_turn = end_of_turn
+        self._eot_state = end_of_turn.new_state() if end_of_turn is not None else None
+        self._recent: deque[np.ndarray] = deque(maxlen=200)  # the user's last ~8 s (40 ms frames), for end_of_turn
+        self._wait_ns = 0  # silence the end-of-turn detector asked for after the last end of speech
         self.vad = vad or make_vad()  # silero by default (benchmarks/vad.py), one per session
         self.barge_in = barge_in
         self.recovery = recovery
@@ -113,6 +125,8 @@ class TurnTaking(Stage):
             return
         match frame:
             case UserAudioFrame():
+                if self.end_of_turn is not None:
+                    self._recent.append(frame.samples)
                 with self.timed():
                     events = self.vad.process(frame.samples, frame.pts_ns)
                 for event in events:
@@ -140,18 +154,20 @@ class TurnTaking(Stage):
                         await self._interrupt(self.clock.now_ns(), reason="user typed")
                     self._transcript.append(text)
                     self._transcript_final = True
-                    self._speech_end_ns = self.clock.now_ns()
+                    self._speech_end_ns, self._wait_ns = self.clock.now_ns(), 0  # typed text is done when sent
                     await self._maybe_end_turn()
                 await self.push_frame(frame)
             case TickFrame():
                 await self._check_pause(frame.pts_ns)
                 await self._check_interjection(frame.pts_ns)
+                if self._wait_ns and self._transcript_final and self._speech_end_ns is not None:
+                    await self._maybe_end_turn()  # the silence the end-of-turn detector asked for may be over
                 await self.push_frame(frame)
             case _:
                 await self.push_frame(frame)
 
     async def _on_speech_start(self, onset_ns: int) -> None:
-        self._speech_end_ns = None
+        self._speech_end_ns, self._wait_ns = None, 0
         self._segment_start_ns = onset_ns
         self._after_resume = False
         if self._cut_in:  # still the stretch the agent cut off (the detector split it): no barge-in
@@ -248,6 +264,11 @@ class TurnTaking(Stage):
             await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), DOWN)
             await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), UP)
             return
+        if self.end_of_turn is not None and self._recent and self._pause_onset_ns is None:
+            heard = " ".join([*self._transcript, self._partial]).strip()
+            with self.timed():
+                p = self.end_of_turn.complete(self._eot_state, np.concatenate(self._recent)[-8 * SAMPLE_RATE:], heard)
+            self._wait_ns = int(silence_needed_s(p) * NS_PER_S)
         await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), DOWN)
         await self.push_frame(UserStoppedSpeakingFrame(end_pts_ns=end_ns, pts_ns=end_ns), UP)
         await self._maybe_end_turn()
@@ -257,10 +278,12 @@ class TurnTaking(Stage):
     async def _maybe_end_turn(self) -> None:
         if self.vad.speaking or not self._transcript_final or self._pause_onset_ns is not None:
             return
+        if self._speech_end_ns is not None and self.clock.now_ns() - self._speech_end_ns < self._wait_ns:
+            return  # the words and the voice say the user is not done yet: keep listening
         text = " ".join(self._transcript)
         end_ns = self._speech_end_ns if self._speech_end_ns is not None else self.clock.now_ns()
         self._transcript, self._transcript_final, self._speech_end_ns = [], False, None
-        self._floor_ns, self._partial = None, ""
+        self._floor_ns, self._partial, self._wait_ns = None, "", 0
         self.awaiting_reply = True
         await self.push_frame(UserTurnFrame(text, end_ns, pts_ns=self.clock.now_ns()))
         await self._set_state(AgentState.THINKING)
