@@ -205,16 +205,28 @@ BODIES.register("flood", "FloodDiffusion streaming diffusion on mocap (shipped w
 
 
 # -- engines ----------------------------------------------------------------------------------------
+def make_turn_taking(recovery: bool = True, end_of_turn: bool = True) -> Any:
+    """The cascade's turn-taking: silero detector, false-interruption recovery, semantic end of turn.
+
+    With the end-of-turn detector the voice detector's hangover is short (64 ms): the detector, not
+    a fixed silence, decides how long to wait. Benchmarks build the runtime's turn-taking here too.
+    """
+    from anima.core.duplex import Recovery, TurnTaking
+    from anima.core.end_of_turn import make_end_of_turn
+    from anima.core.vad import make_vad
+
+    hangover_s = 0.064 if end_of_turn else 0.2
+    return TurnTaking(vad=make_vad(min_silence_s=hangover_s), recovery=Recovery(hangover_s=hangover_s) if recovery else None,
+                      end_of_turn=make_end_of_turn("cues") if end_of_turn else None)
+
+
 def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
     """The agent side of the cascade, in pipeline order: turn-taking to body (no sink).
 
     ``thinker`` overrides the registry's (the server builds it first, to refuse a bad hello early).
     """
     from anima.body.stage import BodyStage
-    from anima.core.duplex import Recovery, TurnTaking
     from anima.core.echo import EchoCancellation
-    from anima.core.end_of_turn import make_end_of_turn
-    from anima.core.vad import make_vad
     from anima.core.playout import Playout
     from anima.face.stage import FaceStage
     from anima.talker.stage import TalkerStage
@@ -222,12 +234,9 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
 
     if thinker is None:
         thinker = THINKERS.create(choice.thinker, spec=choice.thinker_spec)
-    hangover_s = 0.064  # a short detector hangover: the end-of-turn detector decides how long to wait
-    turns = TurnTaking(vad=make_vad(min_silence_s=hangover_s), recovery=Recovery(hangover_s=hangover_s),
-                       end_of_turn=make_end_of_turn("cues"))
     return [
         EchoCancellation(),  # first: the recogniser and the turn detector hear the user, not the agent
-        turns,
+        make_turn_taking(),
         ThinkerStage(thinker, history),
         TalkerStage(TALKERS.create(choice.talker, voice=choice.voice), voice=choice.voice),
         Playout(),

@@ -57,7 +57,7 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
     """One visitor turn to ``character``; whether and when the agent cut in."""
     from anima.core.clock import MediaClock
     from anima.core.conversation import UserTurnSpec
-    from anima.core.duplex import TurnTaking
+    from anima.registry import make_turn_taking
     from anima.core.frames import NS_PER_S, AgentStartedSpeakingFrame
     from anima.core.history import ConversationHistory
     from anima.core.plan import ActionPlan
@@ -90,7 +90,9 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
     history = ConversationHistory()
     out = FrameRecorder("out")
     persona = load_persona(character)
-    stages = [TurnTaking(interjector=persona_interjector(persona)), ThinkerStage(ScriptedThinker([ActionPlan("Yes.")]), history),
+    turns = make_turn_taking()  # the cascade's own, with the character's interjector
+    turns.interjector = persona_interjector(persona)
+    stages = [turns, ThinkerStage(ScriptedThinker([ActionPlan("Yes.")]), history),
               TalkerStage(EspeakTTS(voice="en-gb")), Playout(), out]
     user = ScriptedUser([spec], synthesize, lambda p: np.zeros(0), pause_s=0.5, tail_s=0.6, seed=seed)
     asyncio.run(Session(stages, user, MediaClock(realtime=False), history).run())

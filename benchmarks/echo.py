@@ -47,7 +47,7 @@ PARAGRAPHS = [
 
 def _session(turns, replies, canceller: bool, seed: int, delay_s: float = 0.12):
     from anima.core.clock import MediaClock
-    from anima.core.duplex import TurnTaking
+    from anima.registry import make_turn_taking
     from anima.core.echo import EchoCancellation
     from anima.core.history import ConversationHistory
     from anima.core.playout import Playout
@@ -71,7 +71,7 @@ def _session(turns, replies, canceller: bool, seed: int, delay_s: float = 0.12):
     out = FrameRecorder("out")
     echo = EchoCancellation() if canceller else None
     stages = ([echo] if echo else []) + [
-        TurnTaking(), ThinkerStage(ScriptedThinker(replies), history), TalkerStage(EspeakTTS(voice="en-gb")), Playout(), out,
+        make_turn_taking(), ThinkerStage(ScriptedThinker(replies), history), TalkerStage(EspeakTTS(voice="en-gb")), Playout(), out,
     ]
     source = EchoingSource(ScriptedUser(turns, synthesize, lambda p: np.zeros(0), pause_s=0.6, tail_s=1.0, seed=seed, reply_timeout_s=300.0),
                            delay_s=delay_s, gain_db=-10.0, seed=seed)

@@ -94,7 +94,7 @@ def trial(kind: str, seed: int, recovery: bool) -> dict:
     """One session; returns whether the agent's long turn was interrupted and the latencies."""
     from anima.core.clock import MediaClock
     from anima.core.conversation import UserTurnSpec
-    from anima.core.duplex import Recovery, TurnTaking
+    from anima.registry import make_turn_taking
     from anima.core.frames import NS_PER_S, InterruptionFrame, PauseFrame
     from anima.core.history import ConversationHistory
     from anima.core.plan import ActionPlan
@@ -132,7 +132,7 @@ def trial(kind: str, seed: int, recovery: bool) -> dict:
     history = ConversationHistory()
     recorder = FrameRecorder("out")
     stages = [
-        TurnTaking(recovery=Recovery() if recovery else None),
+        make_turn_taking(recovery=recovery),  # the cascade's own
         ThinkerStage(ScriptedThinker(replies), history),
         TalkerStage(EspeakTTS(voice="en-gb")),
         Playout(),
