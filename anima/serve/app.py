@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import gc
 import itertools
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -190,12 +190,24 @@ def speech_recognition(config: ServeConfig) -> bool:
     return bool(config.asr_url) or config.asr != "none"
 
 
-@functools.lru_cache(maxsize=4)
-def local_recognizer(kind: str, world: Path | None):
-    """The app's shared recogniser (model files and domain, built once); sessions each open a stream."""
-    from anima.asr import load_recognizer
+_RECOGNIZERS: dict[tuple[str, str | None], Any] = {}
+_RECOGNIZERS_LOCK = threading.Lock()
 
-    return load_recognizer(kind, character=None, world=world)
+
+def local_recognizer(kind: str, world: Path | None):
+    """The process's shared recogniser; sessions each open a stream.
+
+    It decodes in a child process (``anima.asr.process``): PocketSphinx keeps the GIL while it
+    decodes, which from a thread would still stall every session's clock (benchmarks/serve_load.py).
+    """
+    from anima.asr.process import ProcessRecognizer
+
+    key = (kind, None if world is None else str(world))
+    with _RECOGNIZERS_LOCK:
+        recognizer = _RECOGNIZERS.get(key)
+        if recognizer is None:
+            recognizer = _RECOGNIZERS[key] = ProcessRecognizer(kind, world=world)
+    return recognizer
 
 
 def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, sink: ClientSink) -> tuple[list, ConversationHistory]:
