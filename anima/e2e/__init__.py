@@ -1,0 +1,1 @@
+"""End-to-end engines and their training data."""
