@@ -100,7 +100,7 @@ class ProcessRecognizer:
         while True:
             try:
                 sid, kind, text = self._responses.get()
-            except (EOFError, OSError):
+            except Exception:  # the queue is gone (closed, or the interpreter is shutting down)
                 return
             if sid is None and kind == "closed":
                 return
