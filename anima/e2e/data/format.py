@@ -95,7 +95,7 @@ def write_conversation(conv_dir: Path, agent: np.ndarray, user: np.ndarray, moti
     tmp.mkdir(parents=True)
     for name, samples in zip(AUDIO_FILES, (agent, user), strict=True):
         sf.write(tmp / name, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-    np.savez(tmp / MOTION_FILE, **motion)
+    np.savez_compressed(tmp / MOTION_FILE, **motion)
     for name, content in (extra or {}).items():
         if isinstance(content, Path):
             shutil.move(str(content), tmp / name)
