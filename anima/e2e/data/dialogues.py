@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from anima.core.frames import Frame, SystemFrame
+from anima.core.stage import DOWN, Direction, Stage
 from anima.e2e.data.format import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, is_complete, split_for_seed, write_conversation
 
 log = logging.getLogger(__name__)
@@ -231,26 +233,23 @@ class _RecordingUser:
         return self.user.finished(now_ns)
 
 
-def _tap(types: tuple[type, ...], name: str) -> Any:
-    """A pass-through stage keeping the frames of ``types`` going downstream (with their order)."""
-    from anima.core.stage import DOWN, Stage
+class _Tap(Stage):
+    """A pass-through stage keeping the frames of ``types`` going downstream (in order)."""
 
-    class Tap(Stage):
-        def __init__(self) -> None:
-            super().__init__(name=name)
-            self.frames: list = []
+    def __init__(self, types: tuple[type, ...], name: str) -> None:
+        super().__init__(name=name)
+        self.types = types
+        self.frames: list = []
 
-        async def process_frame(self, frame, direction):  # noqa: ANN001
-            if direction is DOWN and isinstance(frame, types):
-                self.frames.append(frame)
-            await self.push_frame(frame, direction)
+    async def process_frame(self, frame: Frame, direction: Direction) -> None:
+        if direction is DOWN and isinstance(frame, self.types):
+            self.frames.append(frame)
+        await self.push_frame(frame, direction)
 
-        async def process_system(self, frame, direction):  # noqa: ANN001
-            if direction is DOWN and isinstance(frame, types):
-                self.frames.append(frame)
-            await self.push_frame(frame, direction)
-
-    return Tap()
+    async def process_system(self, frame: SystemFrame, direction: Direction) -> None:
+        if direction is DOWN and isinstance(frame, self.types):
+            self.frames.append(frame)
+        await self.push_frame(frame, direction)
 
 
 @dataclass
@@ -304,12 +303,12 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
     user = scripted_user(conversation, script.seed, expect_generated_replies=True)
     user.reply_timeout_ns = int(REPLY_TIMEOUT_S * 1e9)  # a long generated reply is heard to its end
     scripted = _ClipInterjector(user)
-    ears = _tap((UserStartedSpeakingFrame, UserStoppedSpeakingFrame, InterruptionFrame, PauseFrame, ResumeFrame,
+    ears = _Tap((UserStartedSpeakingFrame, UserStoppedSpeakingFrame, InterruptionFrame, PauseFrame, ResumeFrame,
                  UserTurnFrame), "ears")
     at = next(i for i, s in enumerate(engine) if isinstance(s, TurnTaking))
     engine[at].interjector = AnyInterjector([scripted, persona_interjector(persona)])
     engine.insert(at + 1, ears)
-    tail = _tap((PlayedAudioFrame, FaceParamsFrame, BodyPoseFrame, AgentStartedSpeakingFrame, AgentStoppedSpeakingFrame,
+    tail = _Tap((PlayedAudioFrame, FaceParamsFrame, BodyPoseFrame, AgentStartedSpeakingFrame, AgentStoppedSpeakingFrame,
                  ThinkerPlanFrame, PauseFrame, ResumeFrame), "tail")
     stages = [*engine, tail]
     tmp_video = conv_dir.with_name(conv_dir.name + ".video.tmp.mp4")
@@ -567,7 +566,7 @@ def write_manifest(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     manifest = {"format": "anima-dialogues/1", "settings": settings, "conversations": rows,
                 "hours": round(sum(r["duration_s"] for r in rows) / 3600, 4),
                 "splits": {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}}
-    tmp = out / "manifest.json.tmp"
+    tmp = out / f"manifest.json.{os.getpid()}.tmp"  # shards on other machines may write theirs at the same time
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / "manifest.json")
     return manifest
@@ -587,8 +586,12 @@ def generate(n: int, out: Path, workers: int = 1, seed: int = 0, options: Render
     if n < 1 or workers < 1 or start < 0:
         raise ValueError(f"need n >= 1, workers >= 1 and start >= 0, got n={n}, workers={workers}, start={start}")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp*"):  # a previous run stopped while writing these: redo them
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    for i in range(start, start + n):  # a previous run stopped while writing these: redo them (only ours: shards may share out)
+        for stale in (out / f"c{i:06d}.tmp", out / f"c{i:06d}.video.tmp.mp4"):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
     todo = [i for i in range(start, start + n) if not is_complete(out / f"c{i:06d}")]
     report: dict[str, Any] = {"done": 0, "skipped": n - len(todo), "failed": [], "media_s": 0.0, "render_s": 0.0}
     t0 = time.perf_counter()
