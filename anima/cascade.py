@@ -55,14 +55,6 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
     choice = options.agent(conversation)
     clock_fps = 25
     engine = ENGINES.create(choice.engine, choice=choice, history=history)
-    cuts = [t.agent_interrupts_s for t in conversation.user_turns]
-    if any(c is not None for c in cuts):  # the script has the agent cut the user off
-        from anima.core.duplex import TurnTaking
-        from anima.core.interjection import ScriptedInterjector
-
-        for stage in engine:
-            if isinstance(stage, TurnTaking):
-                stage.interjector = ScriptedInterjector(cuts)
     return [
         *engine,
         RenderStage(CharacterRenderer(options.width, options.height), conversation.agent.name, conversation.user.name),
@@ -108,6 +100,12 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
     seed = conversation.seed if options.seed is None else options.seed
     stages = build_stages(conversation, out_path, options, history)
     source = scripted_user(conversation, seed, expect_generated_replies=options.thinker != "scripted")
+    if any(t.agent_interrupts_s is not None for t in conversation.user_turns):  # the script has the agent cut in
+        from anima.core.duplex import TurnTaking
+
+        for stage in stages:
+            if isinstance(stage, TurnTaking):
+                stage.interjector = source.interjector()
     bar = None
     if progress:
         from tqdm import tqdm

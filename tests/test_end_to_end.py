@@ -125,3 +125,18 @@ def test_listening_face_blinks_and_moves(demo):
     assert np.abs(settled[:, 100]).max() < 0.05, "the mouth stays shut while listening"
     all_faces = np.stack([f.params for f in faces])
     assert (np.abs(np.diff(all_faces[:, 103:106], axis=0)).sum(axis=1) > 0).mean() > 0.9, "never frozen"
+
+
+def test_a_rendered_conversation_where_the_agent_cuts_in(tmp_path):
+    """The shipped ned_cuts_in.yaml: `anima render` honours agent_interrupts_s (the visitor is cut off)."""
+    from pathlib import Path
+
+    from anima.cascade import render_conversation
+
+    path = Path(__file__).resolve().parents[1] / "anima" / "assets" / "conversations" / "ned_cuts_in.yaml"
+    result = render_conversation(path, tmp_path / "cut.mp4", CascadeOptions(width=320, height=180), progress=False)
+    user = [t for t in result.history.turns if t.speaker == "user"]
+    assert [t.interrupted for t in user] == [False, True, False]
+    assert 3 <= len(user[1].text.split()) < 20  # what the visitor said in the ~3 s before the cut
+    agents = [t for t in result.history.turns if t.speaker == "agent"]
+    assert agents[1].text.startswith("Hold on there!") and not agents[1].interrupted

@@ -268,13 +268,12 @@ MONOLOGUE = " ".join(f"m{i}" for i in range(24))  # 6 s of tone speech
 
 
 def test_the_agent_cuts_in_where_the_script_says_and_the_user_stops():
-    from anima.core.interjection import ScriptedInterjector
-
     turns = [UserTurnSpec("hello there"), UserTurnSpec(MONOLOGUE), UserTurnSpec("sorry go on")]
     turns[1].agent_interrupts_s = 2.0
     replies = [ActionPlan("hello"), ActionPlan("forgive me but we must dive now"), ActionPlan("thank you")]
-    tt = TurnTaking(vad=EnergyVAD(), interjector=ScriptedInterjector([None, 2.0, None]))
+    tt = TurnTaking(vad=EnergyVAD())
     session, _, after = _session(turns, replies, turn_taking=tt)
+    tt.interjector = session.source.interjector()  # keyed on the scripted user's clips
     result = _run(session)
     user = [t for t in result.history.turns if t.speaker == "user"]
     assert [t.interrupted for t in user] == [False, True, False]

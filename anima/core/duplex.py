@@ -59,6 +59,8 @@ from anima.core.stage import DOWN, UP, Direction, Stage
 from anima.core.vad import VAD, make_vad
 
 
+CUT_GRACE_S = 0.6  # after the agent cuts in, user speech starting this soon is the cut-off user going on, not a barge-in
+
 # Words that acknowledge without taking the floor (and fillers): they never make a barge-in.
 BACKCHANNELS = frozenset("""
     mm mhm mmhm mm-hm hm hmm uh-huh uhhuh uh-uh uh um er ah oh ooh aha yeah yep yes right okay ok
@@ -111,6 +113,7 @@ class TurnTaking(Stage):
         self._partial = ""  # the latest interim transcript of the turn in progress
         self._cut_in = False  # the agent cut the user off; their speech goes on until the detector hears it end
         self._after_cut = False  # ... and its late transcripts may still come in, until the user speaks again
+        self._cut_grace_ns = 0  # speech starting before this is still the cut-off user (they react in ~0.25 s)
 
     async def _set_state(self, state: AgentState) -> None:
         if state is not self.state:
@@ -170,7 +173,8 @@ class TurnTaking(Stage):
         self._speech_end_ns, self._wait_ns = None, 0
         self._segment_start_ns = onset_ns
         self._after_resume = False
-        if self._cut_in:  # still the stretch the agent cut off (the detector split it): no barge-in
+        if self._cut_in or onset_ns < self._cut_grace_ns:  # still the cut-off user (a split stretch, or
+            self._cut_in = True                           # their next words before they noticed): no barge-in
             return
         self._after_cut = False
         if self._floor_ns is None and not (self.agent_speaking or self.awaiting_reply):
@@ -250,6 +254,7 @@ class TurnTaking(Stage):
         if not reason:
             return
         self._cut_in = self.vad.speaking  # the user is mid-word: the rest of this stretch is theirs, unanswered
+        self._cut_grace_ns = now_ns + int(CUT_GRACE_S * NS_PER_S)
         self._transcript, self._transcript_final, self._partial, self._floor_ns = [], False, "", None
         self.awaiting_reply = True
         await self.push_frame(UserTranscriptFrame(f"{heard} \u2014" if heard else "\u2014", final=True, pts_ns=self.clock.now_ns()))

@@ -7,9 +7,9 @@ transcript so far and how long the user has held the floor); a reason back ends 
 there, marked as cut by the agent, and the agent answers over the user's last words.
 
 This module holds the interface and the policies that need nothing but the turn itself: the
-patience budget, urgent words and the script of a conversation file (``agent_interrupts_s``). The
-policy that knows the character's world (false claims at its story time) lives with the Thinker
-(``anima.thinker.interjector``), which builds on these.
+patience budget and urgent words. A conversation file's script (``agent_interrupts_s``) is the
+scripted user's (``ScriptedUser.interjector()``, keyed on its clips); the persona's budgets come
+from the Thinker (``anima.thinker.interjector``).
 """
 
 from __future__ import annotations
@@ -66,26 +66,6 @@ class PatienceInterjector:
 
     def reset(self) -> None:
         pass
-
-
-@dataclass
-class ScriptedInterjector:
-    """A conversation file's ``agent_interrupts_s``: cut in that many seconds into the listed user turns.
-
-    ``times``: one entry per user turn of the script (None = the agent lets that turn finish).
-    """
-
-    times: Sequence[float | None]
-
-    def __post_init__(self) -> None:
-        self._turn = -1
-
-    def consider(self, partial: str, floor_s: float) -> str | None:
-        t = self.times[self._turn] if 0 <= self._turn < len(self.times) else None
-        return "scripted" if t is not None and floor_s >= t else None
-
-    def reset(self) -> None:
-        self._turn += 1
 
 
 @dataclass

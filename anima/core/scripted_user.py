@@ -80,6 +80,7 @@ class ScriptedUser:
         self._agent_started_ns: int | None = None
         self._agent_stopped_ns: int | None = None
         self._last_user_end_ns = 0
+        self.now_ns = 0  # media time of the latest tick
 
     def observe(self, frame: Frame) -> None:
         """Turn events from the agent (frames leaving the head of the pipeline upstream)."""
@@ -126,8 +127,13 @@ class ScriptedUser:
         elif now_ns - prev.end_ns > self.reply_timeout_ns:
             clip.start_ns = now_ns + pause_ns  # the agent never answered: carry on
 
+    def interjector(self) -> ClipInterjector:
+        """The script's cut-ins (``agent_interrupts_s``) as an ``Interjector`` for the turn-taking stage."""
+        return ClipInterjector(self)
+
     def frames_for_tick(self, pts_ns: int, tick_ns: int) -> list[Frame]:
         """Microphone audio for the period before ``pts_ns`` plus any transcript updates."""
+        self.now_ns = pts_ns
         self._schedule(pts_ns)
         start_ns = pts_ns - tick_ns
         if start_ns < 0:
@@ -171,3 +177,25 @@ class ScriptedUser:
                 return now_ns - last_end > self.reply_timeout_ns
             return now_ns >= stopped + self.tail_ns
         return now_ns >= last_end + self.tail_ns
+
+
+class ClipInterjector:
+    """The script's cut-ins, keyed on the scripted user's clips, not on counting turns.
+
+    Fires while a clip whose spec has ``agent_interrupts_s`` has played that long, so a backchannel
+    or a turn the detector splits cannot shift which turn is cut.
+    """
+
+    def __init__(self, user: ScriptedUser) -> None:
+        self.user = user
+
+    def consider(self, partial: str, floor_s: float) -> str | None:
+        now = self.user.now_ns
+        for clip in self.user.clips:
+            t = clip.spec.agent_interrupts_s
+            if t is not None and 0 <= clip.start_ns <= now and not clip.finished and now - clip.start_ns >= t * NS_PER_S:
+                return "scripted"
+        return None
+
+    def reset(self) -> None:
+        pass

@@ -188,40 +188,16 @@ def script_yaml(script: DialogueScript) -> str:
 
 # -- rendering --------------------------------------------------------------------------------------
 
-class _ClipInterjector:
-    """The script's cut-ins, by clip: fires when the clip playing now has run its ``agent_interrupts_s``.
-
-    Keyed on the scripted user's clips rather than on counting turns, so a backchannel or a turn the
-    detector splits cannot shift which turn is cut.
-    """
-
-    def __init__(self, user: Any) -> None:
-        self.user = user
-        self.now_ns = 0
-
-    def consider(self, partial: str, floor_s: float) -> str | None:
-        for clip in self.user.clips:
-            t = clip.spec.agent_interrupts_s
-            if t is not None and t < YIELD_S and 0 <= clip.start_ns <= self.now_ns and not clip.finished:
-                if self.now_ns - clip.start_ns >= t * 1e9:
-                    return "scripted"
-        return None
-
-    def reset(self) -> None:
-        pass
-
-
 class _RecordingUser:
     """The scripted user, with its microphone audio kept (the user track)."""
 
-    def __init__(self, user: Any, interjector: _ClipInterjector) -> None:
-        self.user, self.interjector = user, interjector
+    def __init__(self, user: Any) -> None:
+        self.user = user
         self.audio: list[tuple[int, np.ndarray]] = []  # (pts_ns, samples)
 
     def frames_for_tick(self, pts_ns: int, tick_ns: int) -> list:
         from anima.core.frames import UserAudioFrame
 
-        self.interjector.now_ns = pts_ns
         frames = self.user.frames_for_tick(pts_ns, tick_ns)
         self.audio.extend((f.pts_ns, f.samples) for f in frames if isinstance(f, UserAudioFrame))
         return frames
@@ -302,7 +278,7 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
     engine = ENGINES.create(choice.engine, choice=choice, history=history, thinker=thinker)
     user = scripted_user(conversation, script.seed, expect_generated_replies=True)
     user.reply_timeout_ns = int(REPLY_TIMEOUT_S * 1e9)  # a long generated reply is heard to its end
-    scripted = _ClipInterjector(user)
+    scripted = user.interjector()  # the script's cut-ins, keyed on the user's clips
     ears = _Tap((UserStartedSpeakingFrame, UserStoppedSpeakingFrame, InterruptionFrame, PauseFrame, ResumeFrame,
                  UserTurnFrame), "ears")
     at = next(i for i, s in enumerate(engine) if isinstance(s, TurnTaking))
@@ -318,7 +294,7 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
 
         stages += [RenderStage(CharacterRenderer(960, 540), conversation.agent.name, conversation.user.name),
                    MP4Sink(tmp_video, 960, 540, fps=FPS)]
-    source = _RecordingUser(user, scripted)
+    source = _RecordingUser(user)
     result = asyncio.run(Session(stages, source, MediaClock(realtime=False), history, options.max_duration_s).run())
     meta, agent, user_audio, motion = _collect(script, result, source, ears.frames, tail.frames, persona)
     meta["runtime"].update(face=options.face, body=options.body)
