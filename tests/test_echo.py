@@ -58,7 +58,7 @@ def test_without_an_echo_the_user_passes_untouched():
     agent = EspeakTTS(voice="en-gb").synthesize(REPLY, voice="en-gb").samples.astype(np.float32)
     user = 0.5 * EspeakTTS(voice="en-us").synthesize("Wait, stop, I have a question.", voice="en-us").samples.astype(np.float32)
     mic = np.random.default_rng(1).standard_normal(agent.size).astype(np.float32) * 7e-4
-    at = 2 * SR
+    at = 3 * SR  # after the canceller's 2 s learning window (in which quieter-than-the-speaker sound is gated)
     mic[at:at + user.size] += user
     aec = EchoCanceller()
     out = np.zeros_like(mic)
@@ -67,8 +67,8 @@ def test_without_an_echo_the_user_passes_untouched():
         aec.add_reference(agent[i:i + 960], pts)
         out[i:i + 960] = aec.process(mic[i:i + 960], pts)
     talk = slice(at, at + user.size)
-    assert abs(_db(out[talk]) - _db(user)) < 1.0
-    assert np.corrcoef(out[talk], mic[talk])[0, 1] > 0.95
+    assert abs(_db(out[talk]) - _db(user)) < 0.5
+    assert np.corrcoef(out[talk], mic[talk])[0, 1] > 0.99
 
 
 def _session(turns, echo_stage: bool, seed: int = 0):

@@ -153,8 +153,8 @@ class EchoCanceller:
             # the loudspeaker played, so anything quieter is taken for echo until the filter knows. After
             # learn_s without an echo to learn (a headset), this stops.
             return np.zeros_like(e)
-        if pe > pd:
-            return d  # the filter found no echo here, only its own misadjustment noise: pass the mic as is
+        if pe > pd or (not self._converged and pe > 0.5 * pd):
+            return d  # no echo found here (or not yet learnt), only the filter's own noise: pass the mic as is
         return e
 
 
