@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # loading the model and building the domain (cached on disk after the first time)
 FINAL_TIMEOUT_S = 30.0
+MAX_SPARE = 4  # closed streams' decoders kept for the next sessions
 
 
 class RecognizerProcessError(RuntimeError):
@@ -44,8 +45,17 @@ def _serve(requests: mp.Queue, responses: mp.Queue, kind: str, character: str | 
     except Exception as exc:  # reported to the parent, which raises it
         responses.put((None, "error", f"{type(exc).__name__}: {exc}"))
         return
+    # A decoder costs ~1 s and tens of MB to open (model + language model), so streams get one only
+    # when their first audio arrives, and a closed stream's decoder (reset) serves the next one.
+    spare = [recognizer.new_stream()]  # one ready, so the first talker does not wait
     responses.put((None, "ready", ""))
-    streams = {}
+    streams: dict = {}
+
+    def decoder(sid: int):
+        if streams.get(sid) is None:
+            streams[sid] = spare.pop() if spare else recognizer.new_stream()
+        return streams[sid]
+
     while True:
         message = requests.get()
         if message is None:
@@ -53,15 +63,18 @@ def _serve(requests: mp.Queue, responses: mp.Queue, kind: str, character: str | 
         sid, op, payload = message
         try:
             if op == "open":
-                streams[sid] = recognizer.new_stream()
+                streams[sid] = None
             elif op == "audio":
-                partial = streams[sid].accept(payload)
+                partial = decoder(sid).accept(payload)
                 if partial:
                     responses.put((sid, "partial", partial))
             elif op == "finish":
-                responses.put((sid, "final", streams[sid].finish()))
+                responses.put((sid, "final", decoder(sid).finish() if streams.get(sid) is not None else ""))
             elif op == "close":
-                streams.pop(sid, None)
+                stream = streams.pop(sid, None)
+                if stream is not None and len(spare) < MAX_SPARE:
+                    stream.finish()  # ends any utterance in progress: the next session starts clean
+                    spare.append(stream)
         except Exception as exc:  # one stream's failure is that stream's, not the process's
             responses.put((sid, "error", f"{type(exc).__name__}: {exc}"))
 
