@@ -56,3 +56,30 @@ def test_streams_decode_in_another_process_and_stay_apart(tmp_path, monkeypatch)
 def test_a_bad_recogniser_is_reported_from_the_child():
     with pytest.raises(RecognizerProcessError, match="unknown speech recogniser"):
         ProcessRecognizer("whisper")
+
+
+def test_the_child_exits_when_its_parent_is_killed(tmp_path):
+    """A server killed by a signal runs no clean-up: its recogniser must not linger (it holds the pipes)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, sys, time\n"
+            "from anima.asr.process import ProcessRecognizer\n"
+            "r = ProcessRecognizer('pocketsphinx', adapt=False)\n"
+            "print(r.pid, flush=True)\n"
+            "time.sleep(60)\n")
+    script = tmp_path / "serve_like.py"
+    script.write_text("if __name__ == '__main__':\n" + "".join("    " + line + "\n" for line in code.splitlines()))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the recogniser process outlived its killed parent")

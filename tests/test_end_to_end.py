@@ -9,6 +9,7 @@ from anima.cascade import CascadeOptions, build_stages, demo_conversation_path, 
 from anima.core.clock import MediaClock
 from anima.core.conversation import load_conversation
 from anima.core.frames import (
+    AgentStartedSpeakingFrame,
     AgentStoppedSpeakingFrame,
     FaceParamsFrame,
     PlayedAudioFrame,
@@ -116,7 +117,12 @@ def test_listening_face_blinks_and_moves(demo):
     ends = [f.pts_ns for f in tap.of_type(UserStoppedSpeakingFrame)]
     assert len(starts) == len(ends) >= 4  # a comma pause may split a turn into two stretches of speech
     faces = tap.of_type(FaceParamsFrame)
-    listening = np.stack([f.params for f in faces if any(s <= f.pts_ns <= e for s, e in zip(starts, ends, strict=True))])
+    # Listening: from each stretch of user speech to the agent's next reply (the user's turn and the
+    # end-of-turn wait), not only the detector's speech stretches, which the end-of-turn detector's
+    # short hangover cuts at every word gap.
+    replies = [f.pts_ns for f in tap.of_type(AgentStartedSpeakingFrame)]
+    spans = [(s, min([r for r in replies if r > s], default=e)) for s, e in zip(starts, ends, strict=True)]
+    listening = np.stack([f.params for f in faces if any(s <= f.pts_ns <= e for s, e in spans)])
     blink = listening[:, ARKIT_INDEX["eyeBlinkLeft"]]
     assert (blink > 0.8).sum() >= 1, "blinks while listening"
     assert listening[:, 103:106].std(axis=0).max() > 0.005, "the head moves while listening"

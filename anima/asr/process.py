@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0  # loading the model and building the domain (cached on disk after the first time)
 FINAL_TIMEOUT_S = 30.0
 MAX_SPARE = 4  # closed streams' decoders kept for the next sessions
+PARENT_CHECK_S = 0.5  # how often an idle child checks that its server process is still alive
 
 
 class RecognizerProcessError(RuntimeError):
@@ -56,8 +57,14 @@ def _serve(requests: mp.Queue, responses: mp.Queue, kind: str, character: str | 
             streams[sid] = spare.pop() if spare else recognizer.new_stream()
         return streams[sid]
 
+    parent = mp.parent_process()
     while True:
-        message = requests.get()
+        try:
+            message = requests.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return  # the server process died without closing us (killed): do not linger as an orphan
+            continue
         if message is None:
             return
         sid, op, payload = message
