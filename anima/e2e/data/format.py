@@ -272,6 +272,9 @@ class Corpus:
     conversations: list[dict[str, Any]] = field(default_factory=list)  # each: meta + "dir"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
 
+    def __len__(self) -> int:
+        return len(self.conversations)
+
     @property
     def hours(self) -> float:
         return sum(m["duration_s"] for m in self.conversations) / 3600
