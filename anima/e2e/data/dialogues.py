@@ -28,7 +28,24 @@ from typing import Any
 
 import numpy as np
 
-from anima.core.frames import Frame, SystemFrame
+from anima.core.frames import (
+    NS_PER_S,
+    AgentStartedSpeakingFrame,
+    AgentStoppedSpeakingFrame,
+    BodyPoseFrame,
+    FaceParamsFrame,
+    Frame,
+    InterruptionFrame,
+    PauseFrame,
+    PlayedAudioFrame,
+    ResumeFrame,
+    SystemFrame,
+    ThinkerPlanFrame,
+    UserAudioFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    UserTurnFrame,
+)
 from anima.core.stage import DOWN, Direction, Stage
 from anima.e2e.data.format import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, is_complete, split_for_seed, write_conversation
 
@@ -196,8 +213,6 @@ class _RecordingUser:
         self.audio: list[tuple[int, np.ndarray]] = []  # (pts_ns, samples)
 
     def frames_for_tick(self, pts_ns: int, tick_ns: int) -> list:
-        from anima.core.frames import UserAudioFrame
-
         frames = self.user.frames_for_tick(pts_ns, tick_ns)
         self.audio.extend((f.pts_ns, f.samples) for f in frames if isinstance(f, UserAudioFrame))
         return frames
@@ -244,20 +259,6 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
     from anima.cascade import scripted_user
     from anima.core.clock import MediaClock
     from anima.core.duplex import TurnTaking
-    from anima.core.frames import (
-        AgentStartedSpeakingFrame,
-        AgentStoppedSpeakingFrame,
-        BodyPoseFrame,
-        FaceParamsFrame,
-        InterruptionFrame,
-        PauseFrame,
-        PlayedAudioFrame,
-        ResumeFrame,
-        ThinkerPlanFrame,
-        UserStartedSpeakingFrame,
-        UserStoppedSpeakingFrame,
-        UserTurnFrame,
-    )
     from anima.core.history import ConversationHistory
     from anima.core.interjection import AnyInterjector
     from anima.core.session import Session
@@ -355,22 +356,6 @@ def body_features(joints: np.ndarray) -> np.ndarray:
 
 def _collect(script: DialogueScript, result: Any, source: _RecordingUser, ears: list, tail: list, persona: Any):
     """The recorded frames as the on-disk arrays and meta (see docs/dialogues.md for every field)."""
-    from anima.core.frames import (
-        NS_PER_S,
-        AgentStartedSpeakingFrame,
-        AgentStoppedSpeakingFrame,
-        BodyPoseFrame,
-        FaceParamsFrame,
-        InterruptionFrame,
-        PauseFrame,
-        PlayedAudioFrame,
-        ResumeFrame,
-        ThinkerPlanFrame,
-        UserStartedSpeakingFrame,
-        UserStoppedSpeakingFrame,
-        UserTurnFrame,
-    )
-
     tick_ns = NS_PER_S // FPS
     frames = result.ticks
     renum: dict[int, int] = {}  # the runtime's turn ids count per process: number them 1.. per conversation
