@@ -13,8 +13,8 @@ import pytest
 from anima.core.audio import rms_db
 from anima.core.frames import SpeechEvent
 from anima.talker import espeak
-from anima.talker.base import TTS, SpeechChunk
-from anima.talker.espeak import CHUNK_SAMPLES, EspeakTTS
+from anima.talker.base import CHUNK_SAMPLES, TTS, SpeechChunk
+from anima.talker.espeak import EspeakTTS
 
 pytestmark = pytest.mark.integration
 needs_espeak = pytest.mark.skipif(not EspeakTTS.is_available(), reason="libespeak-ng not installed")

@@ -14,6 +14,7 @@ from anima.core.audio import StreamingResampler  # noqa: E402
 from anima.face.viseme import phoneme_visemes  # noqa: E402
 from anima.registry import TALKERS  # noqa: E402
 from anima.talker import piper  # noqa: E402
+from anima.talker.base import CHUNK_SAMPLES  # noqa: E402
 from anima.talker.piper import PiperTTS, Prosody, ipa_to_mnemonics  # noqa: E402
 
 SENTENCE = "Hello there, my name is Nemo."
@@ -85,7 +86,7 @@ def test_stream_chunks_concatenate_to_the_whole(tts: PiperTTS, monkeypatch) -> N
     monkeypatch.setitem(piper.EMOTION_PROSODY, "neutral", Prosody(1.0, 0.0, 0.0))
     text = "One, two, three. Four five six."
     chunks = list(tts.stream(text))
-    assert all(c.samples.size == piper.CHUNK_SAMPLES for c in chunks[:-1])
+    assert all(c.samples.size == CHUNK_SAMPLES for c in chunks[:-1])
     assert [c.offset_s for c in chunks] == pytest.approx([i * 0.04 for i in range(len(chunks))])
     streamed = np.concatenate([c.samples for c in chunks])
     model = piper._load(piper.VOICES["joe"], 1)

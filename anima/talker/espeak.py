@@ -31,13 +31,13 @@ import numpy as np
 
 from anima.core.audio import StreamingResampler
 from anima.core.frames import SAMPLE_RATE, SpeechEvent
-from anima.talker.base import SpeechChunk
+from anima.talker.base import ChunkCutter, SpeechChunk
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EspeakTTS"]
 
-CHUNK_SAMPLES = 960  # 40 ms at 24 kHz per streamed chunk
+
 
 # Constants from espeak-ng/speak_lib.h (API revision 12).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -472,22 +472,8 @@ class EspeakTTS:
         """Consumer side of a job: resample, cut into chunks, and attach the events that fall inside."""
         worker = threading.Thread(target=_run_job, args=(job,), name="espeak-synth", daemon=True)
         worker.start()
-        sr = self.sample_rate
-        resampler = StreamingResampler(src_rate, sr)
-        audio = np.zeros(0, dtype=np.float32)  # resampled samples not yet sent, starting at `emitted`
-        pending: list[SpeechEvent] = []  # events not yet sent, sorted by time (stable)
-        emitted = 0  # samples already sent
-
-        def take_events(start: float, end: float, final: bool) -> tuple[SpeechEvent, ...]:
-            # Events timed before `end`, clamped into [start, end) (an event that reached us late is
-            # moved to the start of the current chunk; on the final chunk everything left goes in).
-            out = []
-            n = len(pending) if final else bisect.bisect_left(pending, end, key=lambda e: e.time_s)
-            taken, pending[:] = pending[:n], pending[n:]
-            for e in taken:
-                t = min(max(e.time_s, start), max(start, end - 1.0 / sr))
-                out.append(e if t == e.time_s else SpeechEvent(e.kind, t, e.text, e.char_start, e.char_len))
-            return tuple(out)
+        resampler = StreamingResampler(src_rate, self.sample_rate)
+        cutter = ChunkCutter(self.sample_rate)
 
         try:
             while True:
@@ -503,21 +489,13 @@ class EspeakTTS:
                 if done:
                     if job.cancel is not None and job.cancel.is_set():
                         return
-                    audio = np.concatenate([audio, resampler.flush()])
+                    cutter.add(resampler.flush())
                 else:
-                    pcm, events = item
-                    audio = np.concatenate([audio, resampler.process(pcm.astype(np.float32) / 32768.0)])
-                    for e in events:  # espeak's times can step back a little between buffers
-                        bisect.insort_right(pending, e, key=lambda e: e.time_s)
-                # Hold back at least one sample so the final chunk is never empty.
-                while audio.size > CHUNK_SAMPLES:
-                    start, end = emitted / sr, (emitted + CHUNK_SAMPLES) / sr
-                    yield SpeechChunk(audio[:CHUNK_SAMPLES], start, take_events(start, end, final=False))
-                    audio, emitted = audio[CHUNK_SAMPLES:], emitted + CHUNK_SAMPLES
+                    pcm, events = item  # espeak's event times can step back a little between buffers
+                    cutter.add(resampler.process(pcm.astype(np.float32) / 32768.0), events)
+                yield from cutter.ready()
                 if done:
-                    start, end = emitted / sr, (emitted + audio.size) / sr
-                    events = take_events(start, end, final=True) + (SpeechEvent("end", end),)
-                    yield SpeechChunk(audio, start, events, final=True)
+                    yield cutter.final()
                     return
         finally:
             job.abort.set()

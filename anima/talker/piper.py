@@ -23,7 +23,6 @@ Licences: piper-tts is GPL-3.0-or-later, the voice's dataset CC0 (docs/voices.md
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import queue
@@ -38,13 +37,13 @@ import numpy as np
 from anima.core.audio import StreamingResampler
 from anima.core.frames import SAMPLE_RATE, SpeechEvent
 from anima.core.plan import EMOTIONS
-from anima.talker.base import SpeechChunk
+from anima.talker.base import ChunkCutter, SpeechChunk
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PiperTTS", "Prosody", "EMOTION_PROSODY", "VOICES", "ipa_to_mnemonics"]
 
-CHUNK_SAMPLES = 960  # 40 ms at 24 kHz per streamed chunk
+
 MAX_TEXT_CHARS = 2000  # per utterance, as the kodama talker
 MAX_PIECE_PHONEMES = 160  # a longer sentence is cut at its commas (bounds the wait for one ONNX run)
 FIRST_PIECE_PHONEMES = 4  # the first sentence is also cut at a comma past this: a faster first chunk
@@ -529,22 +528,11 @@ class PiperTTS:
         """Consumer side: resample each piece, cut chunks, attach the events that fall inside them."""
         worker = threading.Thread(target=job.run, name="piper-synth", daemon=True)
         worker.start()
-        sr, src = self.sample_rate, job.model.sample_rate
-        resampler = StreamingResampler(src, sr)  # zero phase: event times hold at both rates
-        audio = np.zeros(0, np.float32)  # resampled samples not yet sent, starting at `emitted`
-        pending: list[SpeechEvent] = []
-        emitted = 0
+        src = job.model.sample_rate
+        resampler = StreamingResampler(src, self.sample_rate)  # zero phase: event times hold at both rates
+        cutter = ChunkCutter(self.sample_rate)
         piece_start = 0.0  # utterance time of the next piece (source-rate samples / src)
         src_samples = 0
-
-        def take(start: float, end: float, final: bool) -> tuple[SpeechEvent, ...]:
-            n = len(pending) if final else bisect.bisect_left(pending, end, key=lambda e: e.time_s)
-            taken, pending[:] = pending[:n], pending[n:]
-            out = []
-            for e in taken:
-                t = min(max(e.time_s, start), max(start, end - 1.0 / sr))
-                out.append(e if t == e.time_s else SpeechEvent(e.kind, t, e.text, e.char_start, e.char_len))
-            return tuple(out)
 
         try:
             while True:
@@ -558,24 +546,19 @@ class PiperTTS:
                     raise item
                 done = item is _DONE
                 if done:
-                    audio = np.concatenate([audio, resampler.flush()])
+                    cutter.add(resampler.flush())
                 else:
                     samples, events = item
-                    for e in events:
-                        pending.append(SpeechEvent(e.kind, piece_start + e.time_s, e.text, e.char_start, e.char_len))
+                    cutter.add(resampler.process(samples), [
+                        SpeechEvent(e.kind, piece_start + e.time_s, e.text, e.char_start, e.char_len) for e in events])
                     src_samples += samples.size
                     piece_start = src_samples / src
-                    audio = np.concatenate([audio, resampler.process(samples)])
-                while audio.size > CHUNK_SAMPLES:
+                for chunk in cutter.ready():
                     if job.stopped():
                         return
-                    start, end = emitted / sr, (emitted + CHUNK_SAMPLES) / sr
-                    yield SpeechChunk(audio[:CHUNK_SAMPLES], start, take(start, end, False))
-                    audio, emitted = audio[CHUNK_SAMPLES:], emitted + CHUNK_SAMPLES
+                    yield chunk
                 if done:
-                    start, end = emitted / sr, (emitted + audio.size) / sr
-                    events = take(start, end, True) + (SpeechEvent("end", end),)
-                    yield SpeechChunk(audio, start, events, final=True)
+                    yield cutter.final()
                     return
         finally:
             job.abort.set()
