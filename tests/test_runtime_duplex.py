@@ -8,7 +8,6 @@ import pytest
 from anima.core.clock import MediaClock
 from anima.core.conversation import UserTurnSpec
 from anima.core.duplex import TurnTaking
-from anima.core.vad import EnergyVAD
 from anima.core.frames import (
     NS_PER_S,
     AgentAudioFrame,
@@ -28,6 +27,7 @@ from anima.core.plan import ActionPlan
 from anima.core.playout import Playout
 from anima.core.scripted_user import ScriptedUser
 from anima.core.session import Session
+from anima.core.vad import EnergyVAD
 from anima.talker.stage import TalkerStage
 from anima.testing import FrameRecorder, ToneTTS
 from anima.thinker.scripted import ScriptedThinker

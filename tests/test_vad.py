@@ -115,7 +115,7 @@ def test_silero_rejects_bad_input():
 
 
 def test_make_vad_default_and_energy_kind():
-    from anima.core.vad import DEFAULT_VAD, EnergyVAD, VAD_KINDS
+    from anima.core.vad import DEFAULT_VAD, VAD_KINDS, EnergyVAD
 
     assert DEFAULT_VAD in VAD_KINDS
     assert isinstance(make_vad("energy"), EnergyVAD)

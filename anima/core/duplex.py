@@ -58,7 +58,6 @@ from anima.core.interjection import Interjector
 from anima.core.stage import DOWN, UP, Direction, Stage
 from anima.core.vad import VAD, make_vad
 
-
 CUT_GRACE_S = 0.6  # after the agent cuts in, user speech starting this soon is the cut-off user going on, not a barge-in
 
 # Words that acknowledge without taking the floor (and fillers): they never make a barge-in.

@@ -34,7 +34,13 @@ import numpy as np
 
 from anima.core.audio import StreamingResampler
 from anima.core.frames import NS_PER_S, SAMPLE_RATE
-from anima.core.vad_silero import CONTEXT, MODEL_RATE, WINDOW, SileroModel, silero_model  # numpy only; onnxruntime loads with the model
+from anima.core.vad_silero import (  # numpy only; onnxruntime loads with the model
+    CONTEXT,
+    MODEL_RATE,
+    WINDOW,
+    SileroModel,
+    silero_model,
+)
 
 
 @dataclass(frozen=True)
