@@ -36,16 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SENTENCES = [
-    "Where is the Nautilus bound tonight, captain?",
-    "The sea is calm, and the lamps are lit.",
-    "I have never seen such creatures in all my life.",
-    "Ned Land wants to leave the ship as soon as he can.",
-    "We shall dive at dawn.",
-    "Professor, look at the coral forest below us!",
-    "Nobody knows my name, and nobody ever will.",
-    "The pressure at this depth would crush a whale.",
-]
+from talker_speed import SENTENCES  # noqa: E402  the Kodama speed benchmark's sentences: the two talkers compare
+
 LONG = " ".join(SENTENCES[:4])
 SR = 24000
 FRICATIVES = {"s", "z", "S", "Z", "f", "T", "s2"}
