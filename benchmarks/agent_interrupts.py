@@ -57,13 +57,13 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
     """One visitor turn to ``character``; whether and when the agent cut in."""
     from anima.core.clock import MediaClock
     from anima.core.conversation import UserTurnSpec
-    from anima.registry import make_turn_taking
     from anima.core.frames import NS_PER_S, AgentStartedSpeakingFrame
     from anima.core.history import ConversationHistory
     from anima.core.plan import ActionPlan
     from anima.core.playout import Playout
     from anima.core.scripted_user import ScriptedUser
     from anima.core.session import Session
+    from anima.registry import make_turn_taking
     from anima.talker.espeak import EspeakTTS
     from anima.talker.stage import TalkerStage
     from anima.testing import FrameRecorder

@@ -47,12 +47,12 @@ PARAGRAPHS = [
 
 def _session(turns, replies, canceller: bool, seed: int, delay_s: float = 0.12):
     from anima.core.clock import MediaClock
-    from anima.registry import make_turn_taking
     from anima.core.echo import EchoCancellation
     from anima.core.history import ConversationHistory
     from anima.core.playout import Playout
     from anima.core.scripted_user import ScriptedUser
     from anima.core.session import Session
+    from anima.registry import make_turn_taking
     from anima.talker.espeak import EspeakTTS
     from anima.talker.stage import TalkerStage
     from anima.testing import FrameRecorder

@@ -94,13 +94,13 @@ def trial(kind: str, seed: int, recovery: bool) -> dict:
     """One session; returns whether the agent's long turn was interrupted and the latencies."""
     from anima.core.clock import MediaClock
     from anima.core.conversation import UserTurnSpec
-    from anima.registry import make_turn_taking
     from anima.core.frames import NS_PER_S, InterruptionFrame, PauseFrame
     from anima.core.history import ConversationHistory
     from anima.core.plan import ActionPlan
     from anima.core.playout import Playout
     from anima.core.scripted_user import ScriptedUser
     from anima.core.session import Session
+    from anima.registry import make_turn_taking
     from anima.talker.espeak import EspeakTTS
     from anima.talker.stage import TalkerStage
     from anima.testing import FrameRecorder
