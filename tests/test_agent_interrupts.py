@@ -56,5 +56,7 @@ def test_the_server_gives_the_character_its_interjector(tmp_path, monkeypatch):
                                   thinker, ClientSink(lambda m: None))
         turns = next(s for s in stages if isinstance(s, TurnTaking))
         assert (turns.interjector is not None) == on
-        if on:
-            assert turns.interjector.patience_s == load_persona("conseil").interrupts.patience_s
+        if on:  # the persona's patience and urgent words first, then the world's canon at the story time
+            patience, claims = turns.interjector.policies
+            assert patience.patience_s == load_persona("conseil").interrupts.patience_s
+            assert claims.listener == "conseil" and claims.story_time() == thinker.story_time

@@ -221,11 +221,12 @@ def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, si
     persona = getattr(thinker, "persona", None)
     if config.agent_interrupts and persona is not None:
         from anima.core.duplex import TurnTaking
-        from anima.thinker.interjector import persona_interjector
+        from anima.thinker.interjector import persona_interjector, thinker_interjector
 
+        interjector = thinker_interjector(thinker) if hasattr(thinker, "story_time") else persona_interjector(persona)
         for stage in engine:
             if isinstance(stage, TurnTaking):
-                stage.interjector = persona_interjector(persona)
+                stage.interjector = interjector
     # The recogniser goes after the echo canceller (it must hear the user, not the agent), else first.
     at = next((i + 1 for i, stage in enumerate(engine) if stage.name == "echo"), 0)
     return [*engine[:at], *asr, *engine[at:], sink], history

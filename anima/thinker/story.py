@@ -34,7 +34,7 @@ from anima.core.plan import ActionPlan
 from anima.thinker.base import ThinkerContext
 from anima.thinker.embedded import EmbeddedResponder, Reply
 from anima.thinker.intent import Intent, read_intent
-from anima.thinker.interjector import cut_in_opener
+from anima.thinker.interjector import cut_in_reply
 from anima.thinker.llm import ChatClient, LLMConfig
 from anima.thinker.llm_responder import LLMResponder
 from anima.thinker.memory import (
@@ -185,9 +185,9 @@ class StoryThinker:
                 log.exception("story thinker failed on %r", utterance[:80] if isinstance(utterance, str) else utterance)
                 reply = self.embedded._plan("unknown", self.persona.replies["unknown"][0])
                 fallback = "internal error"
-            if context.interjection and reply.plan.speech:  # the character cut the visitor off: it says so
-                opener = cut_in_opener(self.persona, context.interjection, len(context.history))
-                reply = dataclasses.replace(reply, plan=dataclasses.replace(reply.plan, speech=f"{opener} {reply.plan.speech}"))
+            if context.interjection and reply.plan.speech:  # the character cut the visitor off: it says so (and why)
+                speech = cut_in_reply(self.persona, context.interjection, reply.plan.speech, len(context.history))
+                reply = dataclasses.replace(reply, plan=dataclasses.replace(reply.plan, speech=speech))
             if intent.kind == "question" and intent.text:
                 self.memory.set_goal(f"answer the visitor: {intent.text[:80]}")
             self.last = TurnTrace(intent, reply, story_time, fallback)

@@ -263,7 +263,7 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
     from anima.core.interjection import AnyInterjector
     from anima.core.session import Session
     from anima.registry import ENGINES, AgentChoice, ThinkerSpec
-    from anima.thinker.interjector import persona_interjector
+    from anima.thinker.interjector import thinker_interjector
     from anima.thinker.persona import load_persona
     from anima.thinker.story import StoryThinker
 
@@ -283,7 +283,7 @@ def render_dialogue(script: DialogueScript, conv_dir: Path, options: RenderOptio
     ears = _Tap((UserStartedSpeakingFrame, UserStoppedSpeakingFrame, InterruptionFrame, PauseFrame, ResumeFrame,
                  UserTurnFrame), "ears")
     at = next(i for i, s in enumerate(engine) if isinstance(s, TurnTaking))
-    engine[at].interjector = AnyInterjector([scripted, persona_interjector(persona)])
+    engine[at].interjector = AnyInterjector([scripted, thinker_interjector(thinker)])
     engine.insert(at + 1, ears)
     tail = _Tap((PlayedAudioFrame, FaceParamsFrame, BodyPoseFrame, AgentStartedSpeakingFrame, AgentStoppedSpeakingFrame,
                  ThinkerPlanFrame, PauseFrame, ResumeFrame), "tail")
