@@ -1,5 +1,5 @@
-"""Thinker commands for the ``anima`` CLI: ``anima world build|info``, ``anima memory list|forget``
-and ``anima eval thinker``.
+"""Thinker commands for the ``anima`` CLI: ``anima world build|info``, ``anima memory list|forget``,
+``anima eval thinker`` and ``anima ask``.
 
     anima world build NOVEL_DIR -o world.db [--embedder minilm|hash] [--force] [--llm-url URL --llm-model M]
     anima world info world.db
@@ -7,6 +7,8 @@ and ``anima eval thinker``.
     anima memory forget VISITOR [--world PATH]        # delete everything of one visitor (or local user)
     anima eval thinker --suite DIR [--world world.db] [--no-gate] [--report out.json]
                        [--llm-url URL --llm-model M] [--judge-url URL --judge-model M]
+    anima ask --character C --story-time T "QUESTION" [--json]     # one reply: speech, emotion, gesture
+    anima ask --batch IN.jsonl -o OUT.jsonl [--world W] [--llm-url URL --llm-model M]
 
 ``register(subparsers)`` adds them; each parser's ``func(args)`` returns the exit code (2 = bad input,
 with a one-line message naming it).
@@ -140,6 +142,54 @@ def _eval_thinker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace) -> int:
+    from anima.thinker.ask import Asker, AskError, Question, answer_batch, answer_record, read_questions, write_jsonl
+    from anima.thinker.persona import PersonaError, load_persona
+    from anima.thinker.story import check_story_time
+    from anima.thinker.world import World, WorldError
+
+    if (args.question is None) == (args.batch is None):
+        return _error("give one QUESTION, or --batch IN.jsonl -o OUT.jsonl")
+    if args.batch is not None and args.output is None:
+        return _error("--batch needs -o OUT.jsonl")
+    if args.batch is None and args.output is not None:
+        return _error("-o is for --batch; a single question prints its reply")
+    try:
+        world = World.open(args.world, readonly=True) if args.world else World.open_default(readonly=True)
+    except WorldError as exc:
+        return _error(str(exc))
+    try:
+        if args.batch is not None:
+            questions = read_questions(args.batch, world.chapters)
+        else:
+            persona = load_persona(args.character)
+            story_time = persona.default_story_time if args.story_time is None else args.story_time
+            check_story_time(story_time, world.chapters)
+            if not args.question.strip():
+                raise AskError("the question is empty")
+            questions = [Question("1", args.character, story_time, args.question)]
+    except (AskError, PersonaError, ValueError) as exc:
+        return _error(str(exc))
+    asker = Asker(world, llm=_llm_config(args.llm_url, args.llm_model, args.llm_timeout_s), gate=not args.no_gate)
+    if args.batch is not None:
+        records = answer_batch(questions, asker)
+        try:
+            write_jsonl(args.output, records)
+        except OSError as exc:
+            return _error(f"{args.output}: cannot write ({exc})")
+        print(f"answered {len(records)} questions: {args.output}")
+        return 0
+    q = questions[0]
+    record = answer_record(q, asker.ask(q.character, q.story_time, q.question))
+    if args.json:
+        record.pop("id")
+        print(json.dumps({"question": q.question, **record}, ensure_ascii=False, indent=2))
+    else:
+        print(record["answer"])
+        print(f"[emotion: {record['emotion']}, gesture: {record['gesture']}, gaze: {record['gaze']}]")
+    return 0
+
+
 def _add_llm_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--llm-url", default=None, help=f"OpenAI-compatible server for {what} (e.g. http://localhost:8080/v1)")
     p.add_argument("--llm-model", default=None, help="model name on that server")
@@ -147,7 +197,7 @@ def _add_llm_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``world`` (build, info), ``memory`` (list, forget) and ``eval`` (thinker) to the anima CLI."""
+    """Add ``world`` (build, info), ``memory`` (list, forget), ``eval`` (thinker) and ``ask`` to the anima CLI."""
     world = subparsers.add_parser("world", help="build or inspect a story world database",
                                   description="Story worlds: a novel's knowledge graph with story times (SQLite).")
     world_sub = world.add_subparsers(dest="world_command", required=True)
@@ -197,3 +247,20 @@ def register(subparsers) -> None:
     thinker.add_argument("--judge-url", default=None, help="OpenAI-compatible server for an LLM judge (optional)")
     thinker.add_argument("--judge-model", default=None, help="judge model name")
     thinker.set_defaults(func=_eval_thinker)
+
+    ask = subparsers.add_parser("ask", help="ask a character of the story a question (or a JSONL file of them)",
+                                description="Ask a character at a story time: prints the reply (speech, emotion, "
+                                            "gesture, gaze). With --batch, answers one JSON object a line "
+                                            '({"id", "character", "story_time", "question"}) into -o OUT.jsonl. Every '
+                                            "answer starts a fresh conversation and nothing is remembered.")
+    ask.add_argument("question", nargs="?", default=None, help="the question (or use --batch)")
+    ask.add_argument("--character", default="nemo", help="nemo (default), aronnax, conseil or ned")
+    ask.add_argument("--story-time", type=int, default=None,
+                     help="the character's present chapter, 1..47 (default: the persona's)")
+    ask.add_argument("--batch", type=Path, default=None, help="JSONL file of questions")
+    ask.add_argument("-o", "--output", type=Path, default=None, help="JSONL file of answers (with --batch)")
+    ask.add_argument("--json", action="store_true", help="print the single reply as JSON")
+    ask.add_argument("--world", type=Path, default=None, help="world database (default: the shipped world)")
+    ask.add_argument("--no-gate", action="store_true", help="switch the narrative-present gate off (ablation)")
+    _add_llm_options(ask, "the answers (default: the offline responder)")
+    ask.set_defaults(func=_ask)
