@@ -2,18 +2,25 @@
 
     python benchmarks/agent_interrupts.py [--json benchmarks/results/agent_interrupts.json]
 
-Each turn is one offline session through the runtime: turn-taking with the character's persona
-interjector (patience budget + urgent words, ``anima/thinker/interjector.py``), the scripted
-Thinker, the espeak-ng Talker and the playout; the visitor's turn is spoken by espeak-ng voices,
-with a streaming transcript that lags each word by 0.3 s, as a recogniser's does.
+Each turn is one offline session through the runtime: turn-taking with the character's interjector
+(patience budget + urgent words + false claims against the world's canon at the story time,
+``anima/thinker/interjector.py``), the scripted Thinker, the espeak-ng Talker and the playout; the
+visitor's turn is spoken by espeak-ng voices, with a streaming transcript that lags each word by
+0.3 s, as a recogniser's does.
 
 - ordinary: the 60 in-domain questions of ``benchmarks/data/asr_questions.json`` plus 40 everyday
-  lines, each put to one of the four characters (100 turns): any cut-in is a false one (goal <= 5 %).
+  lines, each put to one of the four characters at its default story time (100 turns): any cut-in
+  is a false one (goal <= 5 %).
+- true claims (30) and claims true but not known yet at the story time (10), from the frozen
+  ``benchmarks/data/world_claims.json`` (written by another engineer who did not see the checker):
+  any cut-in is a false one.
 - warranted: 25 monologues longer than the character's patience (several sentences of a visitor's
-  story) and 25 turns naming one of the character's urgent words mid-sentence (goal >= 80 %);
-  latency = agent speech start - (budget crossed | the urgent word's end), in media time: offline the
-  Thinker takes no media time, so this is the runtime's own delay (recognition lag, ticks).
-- Not measured (not built): cut-ins on a claim that contradicts the world at the story time.
+  story), the 40 false claims of ``world_claims.json``, and 25 turns naming one of the character's
+  urgent words mid-sentence (goal >= 80 % on the 50 of the acceptance: 25 monologues + the first 25
+  false claims; every set is reported on its own too). Latency = agent speech start - (budget crossed
+  | the urgent word's end | the end of the word from which the transcript contradicts the canon), in
+  media time: offline the Thinker takes no media time, so this is the runtime's own delay
+  (recognition lag, ticks).
 """
 
 from __future__ import annotations
@@ -53,8 +60,8 @@ STORY = ("Well, let me tell you how I came here. I left Paris in the spring with
          "Marseille who sang every morning, and one day")
 
 
-def session(character: str, text: str, seed: int, word: str | None = None) -> dict:
-    """One visitor turn to ``character``; whether and when the agent cut in."""
+def session(character: str, text: str, seed: int, word: str | None = None, story_time: int | None = None) -> dict:
+    """One visitor turn to ``character`` at ``story_time``; whether, when and why the agent cut in."""
     from anima.core.clock import MediaClock
     from anima.core.conversation import UserTurnSpec
     from anima.core.frames import NS_PER_S, AgentStartedSpeakingFrame
@@ -67,10 +74,12 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
     from anima.talker.espeak import EspeakTTS
     from anima.talker.stage import TalkerStage
     from anima.testing import FrameRecorder
-    from anima.thinker.interjector import persona_interjector
+    from anima.thinker.claims import ClaimChecker, canon_for_world
+    from anima.thinker.interjector import character_interjector
     from anima.thinker.persona import load_persona
     from anima.thinker.scripted import ScriptedThinker
     from anima.thinker.stage import ThinkerStage
+    from anima.thinker.world import WORLD_ASSET
 
     voice = ["en-us", "en-gb", "en-us+f3", "en-gb-scotland"][seed % 4]
     tts = EspeakTTS(voice=voice)
@@ -79,19 +88,41 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
         chunk = tts.synthesize(t, voice=voice)
         return chunk.samples, list(chunk.events)
 
+    persona = load_persona(character)
+    story_time = story_time or persona.default_story_time
+    canon = canon_for_world(WORLD_ASSET)
     word_end_s = None  # when ``word`` (its last word) ends in this voice's rendering of ``text``
+    samples, events = synthesize(text)
+    events = [e for e in events if e.kind == "word"]
     if word is not None:
-        events = [e for e in synthesize(text)[1] if e.kind == "word"]
         last = word.split()[-1].lower()
         idx = next((k for k, e in enumerate(events) if e.text.lower().strip(",.") == last), None)
         word_end_s = events[idx + 1].time_s if idx is not None and idx + 1 < len(events) else None
+    claim_end_s = None  # the end of the first word from which the words so far contradict the canon
+    checker = ClaimChecker(canon)
+    for k in range(len(events)):
+        if checker.check(" ".join(e.text for e in events[:k + 1]), character, story_time):
+            claim_end_s = events[k + 1].time_s if k + 1 < len(events) else len(samples) / 24000
+            break
     spec = UserTurnSpec(text)
     spec.agent_interrupts_s = 1e9  # lets the scripted user stop talking if the agent cuts in (never fires by itself)
     history = ConversationHistory()
     out = FrameRecorder("out")
-    persona = load_persona(character)
     turns = make_turn_taking()  # the cascade's own, with the character's interjector
-    turns.interjector = persona_interjector(persona)
+    policy = character_interjector(persona, canon, story_time)
+    reasons: list[str] = []
+
+    class Recorded:  # the character's interjector, remembering why it cut in
+        def consider(self, partial, floor_s):
+            reason = policy.consider(partial, floor_s)
+            if reason:
+                reasons.append(reason)
+            return reason
+
+        def reset(self):
+            policy.reset()
+
+    turns.interjector = Recorded()
     stages = [turns, ThinkerStage(ScriptedThinker([ActionPlan("Yes.")]), history),
               TalkerStage(EspeakTTS(voice="en-gb")), Playout(), out]
     user = ScriptedUser([spec], synthesize, lambda p: np.zeros(0), pause_s=0.5, tail_s=0.6, seed=seed)
@@ -99,7 +130,8 @@ def session(character: str, text: str, seed: int, word: str | None = None) -> di
     turn = next(t for t in history.turns if t.speaker == "user")
     clip = user.clips[0]
     start = out.of_type(AgentStartedSpeakingFrame)
-    return {"character": character, "cut": turn.interrupted, "heard": turn.text,
+    return {"character": character, "story_time": story_time, "cut": turn.interrupted, "heard": turn.text,
+            "reason": reasons[0] if reasons else None, "claim_end_s": claim_end_s,
             "clip_start_s": clip.start_ns / NS_PER_S,
             "agent_start_s": start[0].pts_ns / NS_PER_S if start else None,
             "patience_s": persona.interrupts.patience_s, "word_end_s": word_end_s}
@@ -117,7 +149,8 @@ def main() -> None:
     t0 = time.perf_counter()
     questions = json.loads((ROOT / "benchmarks" / "data" / "asr_questions.json").read_text())
     ordinary = [q for q in questions["tuning"] + questions["test"]] + EVERYDAY
-    rows = {"ordinary": [], "monologue": [], "urgent": []}
+    claims = json.loads((ROOT / "benchmarks" / "data" / "world_claims.json").read_text())
+    rows = {"ordinary": [], "true_claims": [], "not_known_yet": [], "monologue": [], "false_claims": [], "urgent": []}
     for i, text in enumerate(ordinary[:100]):
         rows["ordinary"].append(session(CHARACTERS[i % 4], text, i))
     for i in range(25):
@@ -125,6 +158,13 @@ def main() -> None:
         r = session(character, STORY + " " + STORY, 100 + i)  # ~40 s: past every character's patience
         r["latency_s"] = None if r["agent_start_s"] is None else r["agent_start_s"] - (r["clip_start_s"] + r["patience_s"])
         rows["monologue"].append(r)
+    for name, key in (("true_claims", "true"), ("not_known_yet", "unknown_yet"), ("false_claims", "false")):
+        for i, c in enumerate(claims[key]):
+            r = session(c["character"], c["text"], 300 + i, story_time=c["story_time"])
+            r["id"] = c["id"]
+            r["latency_s"] = (None if r["agent_start_s"] is None or r["claim_end_s"] is None
+                              else r["agent_start_s"] - (r["clip_start_s"] + r["claim_end_s"]))
+            rows[name].append(r)
     for i in range(25):
         character = CHARACTERS[i % 4]
         urgent = load_persona(character).interrupts.urgent
@@ -142,9 +182,15 @@ def main() -> None:
         summary[name] = {"turns": len(rs), "cut_rate": rate, "latency_median_s": float(np.median(lat)) if lat else None,
                          "by_character": {c: float(np.mean([r["cut"] for r in rs if r["character"] == c] or [0])) for c in CHARACTERS}}
         print(f"{name:10} {len(rs):6d} {rate:8.0%} {'-' if not lat else f'{np.median(lat):.2f}':>17}")
-    false_cuts = [r for r in rows["ordinary"] if r["cut"]]
-    for r in false_cuts:
-        print(f"  false cut-in ({r['character']}): {r['heard']!r}")
+    acceptance = rows["monologue"] + rows["false_claims"][:25]
+    summary["acceptance_warranted_50"] = {"turns": len(acceptance), "cut_rate": float(np.mean([r["cut"] for r in acceptance]))}
+    print(f"acceptance warranted set (25 monologues + first 25 false claims): {summary['acceptance_warranted_50']['cut_rate']:.0%}")
+    for name in ("ordinary", "true_claims", "not_known_yet"):
+        for r in rows[name]:
+            if r["cut"]:
+                print(f"  false cut-in [{name}] ({r['character']} @{r['story_time']}): {r['heard']!r} ({r['reason']})")
+    for r in rows["false_claims"]:
+        print(f"  false claim {r['id']} ({r['character']} @{r['story_time']}): {'CUT ' + str(r['reason']) if r['cut'] else 'let pass'}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"summary": summary, "rows": rows, "seconds": time.perf_counter() - t0}, indent=1))
     print(f"wrote {args.json} ({time.perf_counter() - t0:.0f} s)")

@@ -346,8 +346,11 @@ class ClaimChecker:
         j, negated, copula, power = start, False, False, False
         while j < len(clause) and j - start < 6:
             t = clause[j]
-            if t in COPULA or t in ("works", "worked", "serves", "served", "as", "remains", "remained", "born"):
-                copula = True
+            if t in COPULA or t in ("remains", "remained", "born") or (
+                    t == "as" and j > start and clause[j - 1] in ("works", "worked", "serves", "served", "sailed")):
+                copula = True  # "as" only after a verb of trade: "introduced himself to you as ..." binds nothing
+            elif t in ("works", "worked", "serves", "served", "sailed"):
+                pass
             elif t in POWER_CUES or t in ("on", "by", "with", "off"):
                 power = True
             elif t in NEGATION or t == "longer":
