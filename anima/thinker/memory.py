@@ -11,9 +11,10 @@
 Privacy: everything a session writes is keyed by its user id, and every read filters by it, so one
 visitor never sees another's facts, turns or story time. A live visitor's id is a random string the
 client keeps (``check_visitor_id``: 8-64 characters of ``[A-Za-z0-9_-]``); ``forget`` deletes all
-of a user's rows in one transaction and drops them from this process's retrievers; ``Retention``
-bounds what is kept (turns, sessions and facts per user, their age, and the number of users), applied
-when a session starts (``prune``) and on each write (that user's turns and facts).
+of a user's rows (session ratings and turn rewards included) in one transaction and drops them from
+this process's retrievers; ``Retention`` bounds what is kept (turns, sessions and facts per user,
+their age, and the number of users), applied when a session starts (``prune``) and on each write
+(that user's turns and facts).
 """
 
 from __future__ import annotations
@@ -81,18 +82,24 @@ class Forgotten:
     sessions: int = 0
     turns: int = 0
     facts: int = 0
+    ratings: int = 0  # session ratings (their turn rewards go with them)
 
     def __iadd__(self, other: Forgotten) -> Forgotten:
         self.users += other.users
         self.sessions += other.sessions
         self.turns += other.turns
         self.facts += other.facts
+        self.ratings += other.ratings
         return self
 
 
 def _delete_user(c, user_id: str, dropped_facts: list[int], dropped_entities: list[int]) -> Forgotten:
     """Delete every row of ``user_id`` (inside the caller's transaction)."""
     out = Forgotten()
+    # Ratings and turn rewards (with the reaction features) are the visitor's too (privacy).
+    c.execute("DELETE FROM turn_rewards WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?) "
+              "OR session_id IN (SELECT session_id FROM session_ratings WHERE user_id = ?)", (user_id, user_id))
+    out.ratings = c.execute("DELETE FROM session_ratings WHERE user_id = ?", (user_id,)).rowcount
     out.turns = c.execute("DELETE FROM session_turns WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?)",
                           (user_id,)).rowcount
     out.sessions = c.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount

@@ -13,10 +13,14 @@ Tables (``SCHEMA``): ``entities`` (characters, places, vessels, creatures, objec
 ``aliases``; ``facts`` (relation edges subject -> object, or attribute facts with no object);
 ``lines`` (quoted speech with its speaker); ``vocab`` (each word of the novel and the chapter it
 first appears in); ``chapters`` (the cleaned text the source spans point into); ``sessions`` and
-``session_turns`` (per-user conversation state). Every entity, fact and line has ``known_from``: the
+``session_turns`` (per-user conversation state); ``session_ratings`` (a visitor's 1-5 rating of a
+session) and ``turn_rewards`` (that rating split over the character's replies, with the user's
+reaction features and plain-language descriptors as JSON; ``anima.thinker.reward``). Every entity, fact and line has ``known_from``: the
 story time (chapter index, 1-based) at which it becomes known; a fact that stops being true has
 ``valid_until`` (the first story time at which it no longer holds). Embeddings are float16 blobs on
-the rows. ``PRAGMA user_version`` is the schema version.
+the rows. ``PRAGMA user_version`` is the schema version: v2 added the two rating tables (``MIGRATIONS[1]``;
+a v1 file opened writable is upgraded in place, keeping its data; read-only, a v1 file is read as
+it is, without ratings).
 
 Connections are per thread (the runtime calls the thinker from worker threads). Writes run in
 ``BEGIN IMMEDIATE`` transactions with ``synchronous=FULL``: a process killed at any point leaves the
@@ -36,7 +40,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_FROM = 1  # oldest schema a read-only open accepts (v2 only added session tables)
 SHIPPED_WORLDS = Path(__file__).resolve().parent.parent / "assets" / "worlds"
 WORLD_ASSET = SHIPPED_WORLDS / "twenty-thousand-leagues.db"
 
@@ -74,10 +79,29 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, character, updated
 CREATE TABLE IF NOT EXISTS session_turns(
   session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL, speaker TEXT NOT NULL, text TEXT NOT NULL,
   interrupted INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, PRIMARY KEY(session_id, idx));
+CREATE TABLE IF NOT EXISTS session_ratings(
+  session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE, user_id TEXT NOT NULL,
+  rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), oracle TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS session_ratings_user ON session_ratings(user_id);
+CREATE TABLE IF NOT EXISTS turn_rewards(
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, turn INTEGER NOT NULL, reward REAL NOT NULL,
+  valence REAL NOT NULL, descriptors TEXT NOT NULL, features TEXT NOT NULL, PRIMARY KEY(session_id, turn));
 """
 
 # Schema migrations: MIGRATIONS[v] upgrades a version-v file to v + 1 (SQL run in one transaction).
-MIGRATIONS: dict[int, str] = {}
+# v1 -> v2: session ratings and turn rewards (issue 17, reward decomposition).
+RATING_TABLES = """
+CREATE TABLE IF NOT EXISTS session_ratings(
+  session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE, user_id TEXT NOT NULL,
+  rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), oracle TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS session_ratings_user ON session_ratings(user_id);
+CREATE TABLE IF NOT EXISTS turn_rewards(
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, turn INTEGER NOT NULL, reward REAL NOT NULL,
+  valence REAL NOT NULL, descriptors TEXT NOT NULL, features TEXT NOT NULL, PRIMARY KEY(session_id, turn));
+"""
+MIGRATIONS: dict[int, str] = {1: RATING_TABLES}
 
 
 class WorldError(ValueError):
@@ -125,9 +149,23 @@ def migrate(conn: sqlite3.Connection, where: str) -> None:
         if version not in MIGRATIONS:
             raise WorldError(f"{where}: world schema v{version} cannot be upgraded; rebuild it with `anima world build`")
         with transaction(conn):
-            conn.executescript(MIGRATIONS[version])
+            for statement in _statements(MIGRATIONS[version]):  # executescript would COMMIT first
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version={version + 1}")
         version += 1
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, one by one."""
+    out, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
+    return out
 
 
 @contextlib.contextmanager
@@ -164,8 +202,9 @@ class World:
             conn = _connect(path, readonly)
             if not readonly:
                 migrate(conn, str(path))
-            elif conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                raise WorldError(f"{path}: world schema is not v{SCHEMA_VERSION}; open it writable to migrate, or rebuild")
+            elif not READABLE_FROM <= conn.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
+                raise WorldError(f"{path}: world schema is not v{READABLE_FROM}-v{SCHEMA_VERSION}; "
+                                 "open it writable to migrate, or rebuild")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
             raise WorldError(f"{path}: not a readable world database ({exc})") from None
@@ -284,7 +323,15 @@ def carry_memory(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
         carried += 1
     dst.executemany("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)", src.execute("SELECT * FROM sessions"))
     dst.executemany("INSERT OR REPLACE INTO session_turns VALUES (?,?,?,?,?,?)", src.execute("SELECT * FROM session_turns"))
+    if has_table(src, "session_ratings") and has_table(dst, "session_ratings"):  # a v1 source has none
+        dst.executemany("INSERT OR REPLACE INTO session_ratings VALUES (?,?,?,?,?,?)",
+                        src.execute("SELECT * FROM session_ratings"))
+        dst.executemany("INSERT OR REPLACE INTO turn_rewards VALUES (?,?,?,?,?,?)", src.execute("SELECT * FROM turn_rewards"))
     return carried
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def user_copy(asset: Path) -> Path:
@@ -305,6 +352,7 @@ def user_copy(asset: Path) -> Path:
         old = _connect(target, readonly=False)
         new = _connect(tmp, readonly=False)
         try:
+            migrate(new, str(tmp))  # the shipped file may be an older schema than the copy's memory
             with transaction(new):
                 n = carry_memory(old, new)
             log.info("refreshed %s from the shipped world, kept %d remembered facts", target, n)
