@@ -7,6 +7,7 @@
     anima memory forget VISITOR [--world PATH]        # delete everything of one visitor (or local user)
     anima eval thinker --suite DIR [--world world.db] [--no-gate] [--report out.json]
                        [--llm-url URL --llm-model M] [--judge-url URL --judge-model M]
+    anima eval iis | characterbox ...                   # anima/iis/cli.py: the Interactive Intelligence Score, CB judge
     anima ask --character C --story-time T "QUESTION" [--json]     # one reply: speech, emotion, gesture
     anima ask --batch IN.jsonl -o OUT.jsonl [--world W] [--llm-url URL --llm-model M]
 
@@ -247,6 +248,9 @@ def register(subparsers) -> None:
     thinker.add_argument("--judge-url", default=None, help="OpenAI-compatible server for an LLM judge (optional)")
     thinker.add_argument("--judge-model", default=None, help="judge model name")
     thinker.set_defaults(func=_eval_thinker)
+    from anima.iis.cli import add_eval_commands  # `anima eval iis` and `anima eval characterbox` (docs/iis.md)
+
+    add_eval_commands(eval_sub)
 
     ask = subparsers.add_parser("ask", help="ask a character of the story a question (or a JSONL file of them)",
                                 description="Ask a character at a story time: prints the reply (speech, emotion, "
