@@ -51,9 +51,11 @@ from anima.serve.protocol import (
     parse_hello,
     parse_json,
     parse_ping,
+    parse_rate,
     parse_text,
     parse_user_audio,
 )
+from anima.serve.reactions import ReactionTap, rate_live
 from anima.thinker.base import Thinker
 
 log = logging.getLogger(__name__)
@@ -227,6 +229,10 @@ def _build_stages(config: ServeConfig, choice: AgentChoice, thinker: Thinker, si
         for stage in engine:
             if isinstance(stage, TurnTaking):
                 stage.interjector = interjector
+    # The user's prosody per turn (for the session's rating), right after the turn-taking stage.
+    turns = next((i + 1 for i, stage in enumerate(engine) if stage.name == "turns"), None)
+    if turns is not None:
+        engine.insert(turns, ReactionTap())
     # The recogniser goes after the echo canceller (it must hear the user, not the agent), else first.
     at = next((i + 1 for i, stage in enumerate(engine) if stage.name == "echo"), 0)
     return [*engine[:at], *asr, *engine[at:], sink], history
@@ -427,8 +433,15 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                                 parse_forget(msg)
                                 send({"type": "forgotten", **await asyncio.to_thread(_forget, thinker)})
                                 history.turns.clear()
+                            case "rate":
+                                rating = parse_rate(msg)
+                                tap = next((s for s in stages if isinstance(s, ReactionTap)), None)
+                                try:
+                                    send(await asyncio.to_thread(rate_live, thinker, tap, history, rating))
+                                except ValueError as exc:  # nothing to rate yet, or the session was forgotten
+                                    raise ProtocolError(f"rate: {exc}") from None
                             case other:
-                                raise ProtocolError(f"unknown message type {other!r}; expected text, ping or forget")
+                                raise ProtocolError(f"unknown message type {other!r}; expected text, ping, forget or rate")
                 except ProtocolError as exc:
                     errors += 1
                     send({"type": "error", "message": str(exc)})

@@ -13,10 +13,11 @@ Text messages are JSON objects with a ``type``. Binary messages carry audio and 
               MOTION: 112 float32 face parameters then 22x3 float32 joint positions
 
 Client -> server JSON: ``hello`` (first message: version, character, story_time, token, visitor),
-``text`` (typed user text), ``ping``, ``forget`` (delete this visitor's memory). Server -> client
-JSON: ``welcome`` (with the visitor id the session runs under), ``state``, ``agent_started``,
-``agent_stopped``, ``interrupt``, ``user_speaking``, ``words``, ``transcript``, ``forgotten``,
-``error``, ``pong``. Every message a client can send is validated here with a clear error.
+``text`` (typed user text), ``ping``, ``forget`` (delete this visitor's memory), ``rate`` (the
+visitor's 1-5 rating of the session, ``{"rating": 4}``). Server -> client JSON: ``welcome`` (with
+the visitor id the session runs under), ``state``, ``agent_started``, ``agent_stopped``,
+``interrupt``, ``user_speaking``, ``words``, ``transcript``, ``forgotten``, ``rated`` (the turn
+rewards: ``rating``, ``rewards``, ``oracle``, ``stored``), ``error``, ``pong``. Every message a client can send is validated here with a clear error.
 """
 
 from __future__ import annotations
@@ -122,6 +123,15 @@ def parse_ping(msg: dict[str, Any]) -> float | None:
 def parse_forget(msg: dict[str, Any]) -> None:
     """``{"type": "forget"}``: delete everything the server remembers of this visitor."""
     _keys(msg, set())
+
+
+def parse_rate(msg: dict[str, Any]) -> int:
+    """``{"type": "rate", "rating": N}``: the visitor's rating of this session, an integer 1..5."""
+    _keys(msg, {"rating"})
+    rating = msg.get("rating")
+    _require(isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5,
+             f"rate: 'rating' must be an integer from 1 to 5, got {json.dumps(rating)[:40]}")
+    return rating
 
 
 def parse_text(msg: dict[str, Any]) -> str:

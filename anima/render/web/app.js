@@ -43,7 +43,7 @@ async function connect() {
   ws.onopen = () => ws.send(JSON.stringify({ type: "hello", version: 1, character: S.character,
     story_time: parseInt($("story-time").value, 10) || null, token, ...(visitor ? { visitor } : {}) }));
   ws.onmessage = (ev) => (typeof ev.data === "string" ? onJson(JSON.parse(ev.data)) : onBinary(ev.data));
-  ws.onclose = (ev) => { setStatus(`disconnected${ev.reason ? ": " + ev.reason : ""}`); for (const id of ["text", "send", "mic", "forget"]) $(id).disabled = true; };
+  ws.onclose = (ev) => { setStatus(`disconnected${ev.reason ? ": " + ev.reason : ""}`); for (const id of ["text", "send", "mic", "forget", "end"]) $(id).disabled = true; };
 }
 
 function updateOffset(pts) {
@@ -107,7 +107,7 @@ function onJson(msg) {
   switch (msg.type) {
     case "welcome":
       setStatus(`connected: session ${msg.session}, ${msg.character}${msg.story_time ? ", chapter " + msg.story_time : ""}`);
-      for (const id of ["text", "send", "mic", "forget"]) $(id).disabled = false;
+      for (const id of ["text", "send", "mic", "forget", "end"]) $(id).disabled = false;
       if (msg.visitor) localStorage.setItem(VISITOR_KEY, msg.visitor);  // remembered next time, on this browser only
       $("asr-note").hidden = !!msg.speech_recognition;
       break;
@@ -130,6 +130,11 @@ function onJson(msg) {
     case "forgotten":
       localStorage.removeItem(VISITOR_KEY);
       log("system", "The character has forgotten everything you said in any session. The next connection starts as a new visitor.");
+      break;
+    case "rated":  // the rating is in; the server split it over the character's replies
+      metrics.rated = msg; $("rating").hidden = true;
+      log("system", `Thank you: you rated this conversation ${msg.rating} of 5.`);
+      S.ws.close();
       break;
     case "error": metrics.errors.push(msg.message); log("system", "error: " + msg.message); break;
     default: break;
@@ -235,6 +240,13 @@ $("forget").addEventListener("click", () => {
     S.ws.send(JSON.stringify({ type: "forget" }));
   }
 });
+$("end").addEventListener("click", () => { $("end").disabled = true; $("rating").hidden = false; });
+for (const button of document.querySelectorAll("#rating [data-rating]")) {
+  button.addEventListener("click", () => {
+    if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(JSON.stringify({ type: "rate", rating: Number(button.dataset.rating) }));
+  });
+}
+$("rating-skip").addEventListener("click", () => { $("rating").hidden = true; if (S.ws) S.ws.close(); });
 $("say").addEventListener("submit", sendText);
 $("mic").addEventListener("click", () => toggleMic().catch((e) => log("system", "microphone: " + e.message)));
 requestAnimationFrame(frame);
