@@ -64,9 +64,18 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights, tied, seen = {}, {}, {}
+        for k, v in model.state_dict().items():
+            ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+            if ptr in seen:  # a tied weight (a language model's output layer is its input embedding)
+                tied[k] = seen[ptr]
+                continue
+            seen[ptr] = k
+            weights[k] = v.detach().cpu().contiguous()
         save_file(weights, str(tmp / "model.safetensors"))
         meta: dict[str, Any] = {"config": config, "step": step, "extra": extra or {}}
+        if tied:
+            meta["tied"] = tied  # key -> the key it shares its tensor with (stored once)
         if optimizer is not None:
             tensors, scalars = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -129,6 +138,7 @@ def load_weights(directory: str | Path, model: torch.nn.Module, strict: bool = T
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
         raise CheckpointError(f"{directory}: weights do not match the model ({str(exc)[:300]})") from None
+    missing = [k for k in missing if k not in meta.get("tied", {})]  # restored by the model's own tying
     if strict and (missing or unexpected):
         raise CheckpointError(f"{directory}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     return meta

@@ -30,6 +30,7 @@ from anima.thinker.text import (
     lemma,
     narrator_to_third_person,
     shorten,
+    speaker_to_first_person,
     stem,
     strip_quotes,
 )
@@ -196,17 +197,17 @@ class EmbeddedResponder:
             text = narrator_to_third_person(text, self.narrator)
         elif has_first_person(text):
             text = f"{hit.speaker} once said: {text}"
-        text = self._self_reference(text)
+        text = self._self_reference(text, hit.known_from)
         return shorten(text, MAX_FACT_WORDS, {stem(w) for w in focus})
 
-    def _self_reference(self, text: str) -> str:
-        names = sorted({self.persona.entity, self.persona.name}, key=len, reverse=True)
-        for name in names:
-            n = re.escape(name)
-            text = re.sub(rf"\b{n}[\u2019']s\b", "my", text)
-            text = re.sub(rf"^{n} is\b", "I am", text)
-            text = re.sub(rf"^{n} (was|had|\w+ed)\b", r"I \1", text)
-        return text[0].upper() + text[1:] if text else text
+    def _self_reference(self, text: str, chapter: int) -> str:
+        """Narration about this character, in its own mouth: its names (as the novel calls it in that
+        chapter: "Captain Nemo", "the commander") become "I" / "me" / "my"."""
+        names = {self.persona.entity, self.persona.name}
+        for alias, first, last in self.persona.attribution:
+            if first <= chapter <= last:
+                names |= {alias, alias[:1].upper() + alias[1:]}
+        return speaker_to_first_person(text, sorted(names))
 
     # -- choosing what to say ----------------------------------------------------------------------
     def respond(self, intent: Intent, story_time: int, memory: ShortTermMemory, user_id: str,

@@ -189,3 +189,34 @@ def narrator_to_third_person(text: str, narrator: str) -> str:
 
 def has_first_person(text: str) -> bool:
     return re.search(r"\b(I|me|my|mine|myself)\b|\bI[\u2019']", text) is not None
+
+
+_OBJECT_BEFORE = {"to", "at", "with", "by", "for", "from", "of", "on", "upon", "beside", "behind", "toward", "towards",
+                  "near", "against", "about", "around", "after", "before", "than", "like", "without", "between",
+                  "among", "into", "onto", "over", "under", "and", "told", "asked", "saw", "see", "met", "followed",
+                  "thanked", "helped", "gave", "showed", "let", "made", "joined", "called", "watched", "heard", "found",
+                  "left", "pulled", "saved", "rescued", "seized", "grabbed", "struck", "hit", "tell", "ask", "give"}
+_BE_FIRST = {"is": "am", "was": "was", "has": "have", "does": "do", "says": "say", "seems": "seem", "knows": "know"}
+
+
+def speaker_to_first_person(text: str, names: list[str]) -> str:
+    """Rewrite third-person narration about the speaker (any of ``names``) as the speaker's own: "when
+    Captain Nemo, who was stationed beside him, stood up" -> "when I, who was stationed beside him,
+    stood up"; "the shark went for Captain Nemo" -> "... for me"; "Nemo's" -> "my"; "Nemo is" -> "I am".
+    Only the names are rewritten (a later "he" may be someone else): the sentence stops being a
+    narrator's report about the character without guessing at pronouns."""
+    for name in sorted(set(names), key=len, reverse=True):
+        n = re.escape(name)
+        text = re.sub(rf"\b{n}[\u2019']s\b", "my", text)
+
+        def replace(match: re.Match) -> str:
+            before = match.string[:match.start()].rstrip()
+            prev = re.findall(r"[A-Za-z]+", before[-20:])
+            if prev and prev[-1].lower() in _OBJECT_BEFORE:
+                return "me"
+            verb = match.group(1)
+            return "I" + (f" {_BE_FIRST.get(verb, verb)}" if verb else "")
+
+        text = re.sub(rf"\b{n}\b(?: ({'|'.join(_BE_FIRST)})\b)?", replace, text)
+    text = re.sub(r"^(my|me)\b", lambda m: m.group(1).capitalize(), text)
+    return text[0].upper() + text[1:] if text else text
