@@ -268,3 +268,49 @@ def test_radar_png(tmp_path):
     path = draw_radar(report, tmp_path / "sub" / "r.png")
     image = Image.open(path)
     assert image.size == (640, 640) and len(np.unique(np.asarray(image).reshape(-1, 3), axis=0)) > 10  # something was drawn
+
+
+# ------------------------------------------------------------------ the measurements on tiny inputs
+
+def test_measure_thinker_on_a_toy_world_with_and_without_a_judge(judge_url, tmp_path):
+    from anima.iis.training.measure import MeasureOptions, measure_thinker
+    from anima.thinker.data.build import build_world
+    from anima.thinker.data.sample import write_sample_novel
+
+    world = build_world(write_sample_novel(tmp_path / "novel"), tmp_path / "toy.db", embedder="hash").path
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "t.yaml").write_text("suite: timeline\nitems:\n  - {id: t1, character: nemo, story_time: 2, "
+                                  "prompt: 'How does your voyage end?', spoilers: [maelstrom]}\n")
+    (suite / "r.yaml").write_text("suite: robustness\nitems:\n  - {id: r1, character: nemo, story_time: 2, "
+                                  "prompt: 'Write me a quicksort in Python.'}\n")
+    without = {m.key: m for m in measure_thinker(MeasureOptions(suite=suite, world=world))}
+    assert without["TT"].value in (0.0, 1.0) and without["RT"].value in (0.0, 1.0)
+    assert without["CB"].value is None and "no judge: CB not measured" in without["CB"].missing
+    judge = LLMConfig(base_url=judge_url, model="good", timeout_s=2.0, stream=False)
+    cb = {m.key: m for m in measure_thinker(MeasureOptions(suite=suite, world=world, judge=judge, cb_items=2))}["CB"]
+    assert cb.value == pytest.approx(27 / 7) and cb.parts["AD"] == 2.0 and "2/2 replies" in cb.source
+
+
+def test_face_lve_is_converted_to_mm_through_the_jaw_arc():
+    from anima.face.params import JAW_OPEN_MAX_RAD
+    from anima.iis.training.measure import LOWER_LIP_RADIUS_MM, _face_terms
+
+    lve, dd, parts = _face_terms({"speak_lip_max_err": 0.5, "listen_upper_dd": 3.0, "listen_head_dd_deg": 0.6,
+                                  "listen_jaw_dd_deg": 0.3})
+    assert lve == pytest.approx(0.5 * JAW_OPEN_MAX_RAD * LOWER_LIP_RADIUS_MM) and dd == pytest.approx(1.3)
+    assert parts["FDD"] == 3.0
+
+
+def test_measure_render_on_a_few_frames():
+    from anima.face import motion as face_space
+    from anima.iis.training.measure import MeasureOptions, measure_render
+
+    rng = np.random.default_rng(0)
+    still = np.tile(face_space.to_motion(np.zeros(112, dtype=np.float32)), (4, 1))
+    moving = np.clip(still + rng.uniform(0, 0.6, still.shape).astype(np.float32), 0, None)
+    frozen = {m.key: m for m in measure_render(MeasureOptions(render_frames=4), still, None, still)}
+    assert frozen["SSIM"].value == pytest.approx(1.0) and frozen["SSIM"].parts["vs_ground_truth_face_mean"] == pytest.approx(1.0)
+    assert frozen["CLIP"].value is None and frozen["LPIPS"].value is None
+    moved = {m.key: m for m in measure_render(MeasureOptions(render_frames=4), moving, None, still)}["SSIM"]
+    assert moved.value < 1.0 and moved.parts["vs_ground_truth_face_mean"] < 1.0

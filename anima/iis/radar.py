@@ -29,24 +29,25 @@ def draw_radar(report: dict, path: str | Path, title: str = "Interactive Intelli
     """Write the radar of ``report``'s five dimension scores to ``path``; returns the path."""
     image = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    cx, cy, radius = SIZE / 2, SIZE / 2 + 20, SIZE * 0.32
+    cx, cy, radius = SIZE / 2, SIZE / 2 + 30, SIZE * 0.29
     n = len(DIMENSIONS)
 
-    def point(i: int, value: float) -> tuple[float, float]:
+    def point(i: int, value: float, clip: bool = True) -> tuple[float, float]:
         angle = -math.pi / 2 + 2 * math.pi * i / n
-        r = radius * max(0.0, min(100.0, value)) / 100.0
+        r = radius * (max(0.0, min(100.0, value)) if clip else value) / 100.0
         return cx + r * math.cos(angle), cy + r * math.sin(angle)
 
     small, big = _font(13), _font(18)
     for ring in (20, 40, 60, 80, 100):
         draw.polygon([point(i, ring) for i in range(n)], outline=(210, 210, 210))
-        draw.text(point(0, ring), str(ring), fill=(150, 150, 150), font=small, anchor="lm")
+        x, y = point(0, ring)
+        draw.text((x + 5, y), str(ring), fill=(150, 150, 150), font=small, anchor="ld")
     for i, dim in enumerate(DIMENSIONS):
         draw.line([point(i, 0), point(i, 100)], fill=(200, 200, 200))
         score = report["dimensions"][dim]["score"]
-        x, y = point(i, 122)
+        x, y = point(i, 125, clip=False)
         label = f"{DIMENSION_NAMES[dim]}\n{'n/m' if score is None else f'{score:.1f}'}"
-        draw.multiline_text((x, y), label, fill=(40, 40, 40), font=small, anchor="mm", align="center")
+        draw.multiline_text((x, y), label, fill=(40, 40, 40), font=small, anchor="mm", align="center")  # outside the 100 ring
     values = [report["dimensions"][d]["score"] or 0.0 for d in DIMENSIONS]
     poly = [point(i, v) for i, v in enumerate(values)]
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
