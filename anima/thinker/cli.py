@@ -134,11 +134,36 @@ def _eval_thinker(args: argparse.Namespace) -> int:
     llm = _llm_config(args.llm_url, args.llm_model, args.llm_timeout_s)
     judge_config = _llm_config(args.judge_url, args.judge_model, args.llm_timeout_s)
     judge = Judge(judge_config) if judge_config else None
-    report = run_suites(suites, world, gate=not args.no_gate, llm=llm, judge=judge, progress=not args.quiet)
-    print(format_report(report))
+    if args.condition is None:
+        runs = {"": (not args.no_gate, args.responder)}
+    else:
+        from anima.thinker.training.evaluate import CONDITIONS, default_responder
+
+        responder = args.responder or default_responder()
+        names = list(CONDITIONS) if args.condition == "all" else [args.condition]
+        if any(CONDITIONS[n][1] for n in names) and responder is None:
+            return _error("the self-trained conditions need a generator: --responder FOLDER (a Hugging Face causal "
+                          "LM; train one with python -m anima.thinker.training.train_responder, then .grpo)")
+        runs = {n: (CONDITIONS[n][0], responder if CONDITIONS[n][1] else None) for n in names}
+    for _, responder in runs.values():
+        if responder is not None and not (Path(responder) / "config.json").is_file():
+            return _error(f"{responder}: not a language model folder (no config.json)")
+    reports = {}
+    for name, (gate, responder) in runs.items():
+        report = run_suites(suites, world, gate=gate, llm=llm, judge=judge, progress=not args.quiet, responder=responder)
+        report["condition"] = name or None
+        reports[name] = report
+        if name:
+            print(f"condition {name}:")
+        print(format_report(report))
+    if len(reports) > 1:
+        from anima.thinker.training.evaluate import format_conditions
+
+        print(format_conditions(reports))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        out = reports[""] if "" in reports else (next(iter(reports.values())) if len(reports) == 1 else reports)
+        args.report.write_text(json.dumps(out, indent=2, ensure_ascii=False))
         print(f"report: {args.report}")
     return 0
 
@@ -241,6 +266,12 @@ def register(subparsers) -> None:
     thinker.add_argument("--suite", type=Path, default=None, help="suite directory (default: the shipped suites)")
     thinker.add_argument("--world", type=Path, default=None, help="world database (default: the shipped world)")
     thinker.add_argument("--no-gate", action="store_true", help="switch the narrative-present gate off (ablation)")
+    thinker.add_argument("--condition", choices=("baseline", "self-train", "diegetic", "full", "all"), default=None,
+                         help="the paper's conditions (7.6): baseline = flat retrieval, rule responder; self-train = "
+                              "flat retrieval, the generator; diegetic = gated memory, rule responder; full = both; "
+                              "all = the four, one table")
+    thinker.add_argument("--responder", type=Path, default=None,
+                         help="a language model folder that writes the offline answers (the self-trained generator)")
     thinker.add_argument("--only", nargs="+", default=None, help="run only these suites (timeline controls robustness)")
     thinker.add_argument("--report", type=Path, default=None, help="write the full report (every item) as JSON")
     thinker.add_argument("--quiet", action="store_true", help="no progress bar")

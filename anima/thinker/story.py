@@ -33,6 +33,7 @@ from pathlib import Path
 from anima.core.plan import ActionPlan
 from anima.thinker.base import ThinkerContext
 from anima.thinker.embedded import EmbeddedResponder, Reply
+from anima.thinker.generator import GeneratorResponder
 from anima.thinker.intent import Intent, read_intent
 from anima.thinker.interjector import cut_in_reply
 from anima.thinker.llm import ChatClient, LLMConfig
@@ -100,12 +101,15 @@ class StoryThinker:
 
     def __init__(self, world: World, persona: Persona, story_time: int, retriever: Retriever,
                  llm: LLMConfig | None = None, user_id: str = LOCAL_USER, remember: bool = True, gate: bool = True,
-                 memory_budget_tokens: int = 600, retention: Retention | None = None) -> None:
+                 memory_budget_tokens: int = 600, retention: Retention | None = None,
+                 responder: str | Path | None = None) -> None:
         self.world, self.persona, self.retriever = world, persona, retriever
         self.story_time = check_story_time(story_time, world.chapters)
         self.user_id, self.gate = user_id, gate
         self.memory = ShortTermMemory(budget_tokens=memory_budget_tokens, goals=list(persona.goals[:2]))
         self.embedded = EmbeddedResponder(retriever, persona)
+        # A language model writing the answers (anima.thinker.generator), or None: the embedded responder's own.
+        self.generator = GeneratorResponder(self.embedded, responder) if responder else None
         self.llm = LLMResponder(ChatClient(llm), retriever, persona, self.embedded) if llm else None
         self.session = SessionStore(world, retriever, retriever.embedder, user_id, persona.key, self.story_time, remember,
                                     retention)
@@ -116,12 +120,13 @@ class StoryThinker:
     def create(cls, character: str = "nemo", story_time: int | None = None, world: str | Path | World | None = None,
                user_id: str | None = None, remember: bool = True, gate: bool = True,
                llm: LLMConfig | None = None, visitor: str | None = None,
-               retention: Retention | None = None) -> StoryThinker:
+               retention: Retention | None = None, responder: str | Path | None = None) -> StoryThinker:
         """A thinker for ``character`` (nemo, aronnax, conseil, ned) at ``story_time`` (chapter 1..47;
         default: where this user's last session with the character left off, else the persona's
         default). ``world``: a world file (default: the shipped one; sessions then write to the
         user copy, never to the shipped file). The LLM backend comes from ``llm`` or the ANIMA_LLM_*
-        environment; without one the offline responder answers.
+        environment; without one the offline responder answers (``responder``: a language model folder,
+        ``anima.thinker.generator``, writes its answers).
 
         Whose memory: ``visitor``, a live visitor's id (8-64 characters of ``[A-Za-z0-9_-]``, a
         random id the client keeps; a new id starts empty), else ``user_id`` (a local user), else
@@ -147,7 +152,7 @@ class StoryThinker:
             story_time = min(max(1, story_time), opened.chapters)
         check_story_time(story_time, opened.chapters)
         return cls(opened, persona, story_time, shared_retriever(opened), llm or llm_config_from_env(), user,
-                   remember, gate, retention=retention)
+                   remember, gate, retention=retention, responder=responder)
 
     def _in_novel(self, word: str) -> bool:
         """Whether the novel uses ``word`` at all. A small world's vocabulary (a toy novel) is no
@@ -180,7 +185,8 @@ class StoryThinker:
                     answer = self.llm.respond(intent, story_time, self.memory, self.user_id, self.gate)
                     reply, fallback = answer.reply, answer.fallback_reason
                 else:
-                    reply = self.embedded.respond(intent, story_time, self.memory, self.user_id, self.gate)
+                    offline = self.generator or self.embedded
+                    reply = offline.respond(intent, story_time, self.memory, self.user_id, self.gate)
             except Exception:  # the runtime must get a reply; say something in character and log why
                 log.exception("story thinker failed on %r", utterance[:80] if isinstance(utterance, str) else utterance)
                 reply = self.embedded._plan("unknown", self.persona.replies["unknown"][0])

@@ -220,11 +220,14 @@ class Judge:
 
 
 def run_suites(suites: dict[str, list[Item]], world: World, gate: bool = True, llm: LLMConfig | None = None,
-               judge: Judge | None = None, progress: bool = False) -> dict:
-    """Answer and score every item; returns the report (per suite: n, passed, score, items)."""
+               judge: Judge | None = None, progress: bool = False, responder: str | Path | None = None) -> dict:
+    """Answer and score every item; returns the report (per suite: n, passed, score, items).
+
+    ``responder``: a language model folder that writes the offline answers (``anima.thinker.generator``)."""
     retriever = shared_retriever(world)
-    report: dict = {"world": str(world.path), "gate": gate, "backend": "llm" if llm else "embedded",
-                    "judge": judge is not None, "suites": {}}
+    backend = "llm" if llm else ("generator" if responder else "embedded")
+    report: dict = {"world": str(world.path), "gate": gate, "backend": backend,
+                    "responder": str(responder) if responder else None, "judge": judge is not None, "suites": {}}
     total = sum(len(v) for v in suites.values())
     bar = None
     if progress:
@@ -237,7 +240,7 @@ def run_suites(suites: dict[str, list[Item]], world: World, gate: bool = True, l
             try:
                 persona = load_persona(item.character)
                 thinker = StoryThinker(world, persona, item.story_time, retriever, llm=llm, user_id="eval",
-                                       remember=False, gate=gate)
+                                       remember=False, gate=gate, responder=responder)
                 start = time.perf_counter()
                 plan = thinker.respond(item.prompt, ThinkerContext())
                 latency = (time.perf_counter() - start) * 1000
@@ -270,4 +273,24 @@ def format_report(report: dict) -> str:
     for name, s in report["suites"].items():
         judge = f", judge {s['judge_score']}%" if s.get("judge_score") is not None else ""
         lines.append(f"  {name:<11} {s['score']:5.1f}%  ({s['passed']}/{s['n']}){judge}")
+    return "\n".join(lines)
+
+
+# The paper's four conditions (7.6): (narrative-present gate on?, generator writes the answers?).
+CONDITIONS = {"baseline": (False, False), "self-train": (False, True), "diegetic": (True, False), "full": (True, True)}
+SHIPPED_RESPONDER = Path(__file__).resolve().parents[2] / "assets" / "weights" / "thinker" / "responder"
+
+
+def default_responder() -> Path | None:
+    """The shipped self-trained generator, if this install has it."""
+    return SHIPPED_RESPONDER if (SHIPPED_RESPONDER / "config.json").is_file() else None
+
+
+def format_conditions(reports: dict[str, dict]) -> str:
+    """One table: a row per condition, a column per suite (pass rate, %)."""
+    suites = sorted({s for r in reports.values() for s in r["suites"]})
+    lines = ["| condition | gate | answers | " + " | ".join(suites) + " |", "|---|---|---|" + "---|" * len(suites)]
+    for name, r in reports.items():
+        cells = [f"{r['suites'][s]['score']:.1f} %" if s in r["suites"] else "-" for s in suites]
+        lines.append(f"| {name} | {'on' if r['gate'] else 'off'} | {r['backend']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
