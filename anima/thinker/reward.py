@@ -102,7 +102,7 @@ class Thresholds:
     rate: float = 0.15  # "faster/slower": syllable rate this fraction off
     jitter: float = 1.6  # "shaky voice": jitter this many times the usual
     short_words: int = 2  # "short answer": this many words or fewer
-    prosody_weight: float = 0.8  # valence per unit of arousal (pitch, loudness, range, rate against their scales)
+    prosody_weight: float = 0.4  # valence per unit of arousal (pitch, loudness, range, rate against their scales)
     short_weight: float = 0.6  # valence lost for a short answer without a positive word
     smile_weight: float = 1.0  # valence per unit of smile probability above 0.5 (x2)
     gaze_away: float = 0.3  # gaze probability below this reads "looked away" (valence -0.5)
@@ -114,7 +114,7 @@ THRESHOLDS = Thresholds()
 # Text cues: what a pleased or an annoyed visitor says. Whole words or phrases, lower case.
 POSITIVE = ("thanks", "thank you", "great", "wonderful", "amazing", "fascinating", "interesting", "love", "lovely",
             "cool", "awesome", "brilliant", "beautiful", "incredible", "excellent", "perfect", "nice", "wow",
-            "tell me more", "i see", "exactly", "marvellous", "marvelous", "splendid", "glad", "fantastic", "bravo",
+            "tell me more", "exactly", "marvellous", "marvelous", "splendid", "glad", "fantastic", "bravo",
             "how exciting", "that's right", "good answer", "well said", "i like")
 NEGATIVE = ("wrong", "boring", "bored", "not what i asked", "you already said", "that makes no sense", "nonsense",
             "stupid", "useless", "whatever", "annoying", "ugh", "no idea what you", "doesn't answer", "didn't answer",
