@@ -116,7 +116,8 @@ def _memory_forget(args: argparse.Namespace) -> int:
     if not gone.users:
         print(f"{where}: nothing remembered of {args.visitor}")
     else:
-        print(f"{where}: forgot {args.visitor}: {gone.sessions} sessions, {gone.turns} turns, {gone.facts} facts")
+        print(f"{where}: forgot {args.visitor}: {gone.sessions} sessions, {gone.turns} turns, {gone.facts} facts, "
+              f"{gone.ratings} ratings")
     return 0
 
 
