@@ -4,9 +4,9 @@
 
 ``EmbeddedResponder`` routes every turn (greetings, frame-breaking, taboos, "that has not happened
 yet" at the story time) and voices one retrieved sentence as the answer. Here the routing stays,
-and where it would answer a question from the world (``answer``, ``uncertain``, ``own_line`` and
-``unknown`` replies), the facts its retrieval found, in the character's own voice, go into the
-generator's prompt (``anima.thinker.model.responder_lm``) and the model writes the reply. Gated or
+and where it would answer a question from the world (``answer``, ``uncertain`` and ``own_line``
+replies; a "I do not know" stays the rules': it is how the gate keeps the future unsaid), the facts
+its retrieval found, in the character's own voice, go into the generator's prompt (``anima.thinker.model.responder_lm``) and the model writes the reply. Gated or
 flat retrieval is the thinker's ``gate``: the four conditions of ``anima eval thinker --condition``
 are these two switches. The model is any Hugging Face causal LM folder (the small one trained by
 ``anima.thinker.training.train_responder`` then ``grpo``, or a real chat model).
@@ -23,7 +23,7 @@ from anima.thinker.intent import Intent, focus_words
 from anima.thinker.memory import ShortTermMemory
 from anima.thinker.retrieval import Retrieved
 
-WRITTEN = {"answer", "uncertain", "own_line", "unknown"}  # reply kinds the generator writes
+WRITTEN = {"answer", "uncertain", "own_line"}  # reply kinds the generator writes
 _MODELS: dict[str, tuple] = {}  # one loaded model per folder per process
 _LOCK = threading.Lock()
 

@@ -63,8 +63,11 @@ def load_responder(path: str | Path):
 
 
 def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
-             top_k: int = 0, seed: int | None = None) -> str:
-    """The reply to ``prompt`` (greedy at temperature 0), cut at the end-of-text token or a new line."""
+             top_k: int = 0, seed: int | None = None, no_repeat_ngram: int = 3) -> str:
+    """The reply to ``prompt`` (greedy at temperature 0), cut at the end-of-text token or a new line.
+
+    ``no_repeat_ngram``: a token that would repeat an n-gram of the reply is never chosen (small
+    models loop: "it was so it was so ..."); 0 turns it off."""
     import torch
 
     ids = tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
@@ -75,6 +78,13 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, temperatur
     with torch.no_grad():
         for _ in range(max_new_tokens):
             logits = model(ids).logits[0, -1]  # (V,)
+            reply = ids[0, prompt_len:].tolist()
+            n = no_repeat_ngram
+            if n and len(reply) >= n - 1:
+                tail = tuple(reply[len(reply) - (n - 1):]) if n > 1 else ()
+                banned = {reply[i + n - 1] for i in range(len(reply) - n + 1) if tuple(reply[i:i + n - 1]) == tail}
+                if banned:
+                    logits[list(banned)] = float("-inf")
             if temperature <= 0:
                 nxt = int(torch.argmax(logits))
             else:

@@ -77,7 +77,13 @@ def train_grpo(policy: str | Path, data: str | Path, out: str | Path, steps: int
     def persona_reward(prompts, completions, positive, negative, **_):
         return reward([c.strip() for c in completions], positive, negative)
 
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "positive": r["positive"], "negative": r["negative"]}
+    room = model.config.n_positions - max_completion - 1  # the prompt's tokens, cut from the left (facts go first)
+
+    def fit(prompt: str) -> str:
+        ids = tokenizer(prompt).input_ids
+        return prompt if len(ids) <= room else tokenizer.decode(ids[-room:])
+
+    dataset = Dataset.from_list([{"prompt": fit(r["prompt"]), "positive": r["positive"], "negative": r["negative"]}
                                  for r in rows])
     args = GRPOConfig(
         output_dir=str(out / "trl"), max_steps=steps - start, learning_rate=lr, lr_scheduler_type="constant",
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--beta", type=float, default=0.04, help="KL penalty to the initial policy")
     parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the group's completions")
     parser.add_argument("--save-every", type=int, default=25)
     parser.add_argument("--eval-only", action="store_true", help="score the initial and trained policies on held-out scenarios")
     parser.add_argument("--eval-n", type=int, default=200)
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.eval_only:
         print(json.dumps(train_grpo(args.policy, args.data, args.out, args.steps, args.group, args.prompts_per_step,
-                                    args.beta, args.lr, save_every=args.save_every, seed=args.seed,
+                                    args.beta, args.lr, temperature=args.temperature, save_every=args.save_every,
+                                    seed=args.seed,
                                     progress=not args.quiet), indent=1))
     held = _read_jsonl(args.data / "heldout.jsonl")[: args.eval_n]
     report = {"initial": evaluate_policy(args.policy, held), "trained": evaluate_policy(args.out / "hf", held)}
