@@ -5,7 +5,8 @@ claims that contradict what it knows of its world.
 the runtime asks on every tick of a visitor's turn (``TurnTaking(interjector=...)``): the persona
 file's ``interrupts`` block sets the patience budget and urgent words (Ned Land: 7 s, Conseil: 25 s);
 the world's canon (``anima.thinker.claims``) catches a false statement about the world at the story
-time. ``thinker_interjector(thinker)`` builds it for a live ``StoryThinker``, following its story time.
+time, and with a language model in the Thinker's slot, ``anima.thinker.claims_llm`` checks claims
+about events against the facts known then. ``thinker_interjector(thinker)`` builds it for a live ``StoryThinker``, following its story time.
 When it fires, the Thinker's context carries the reason (``ThinkerContext.interjection``) and the
 reply opens with one of the persona's ``cut_in`` phrases; on a false claim the reply is the correction.
 """
@@ -36,10 +37,18 @@ def character_interjector(persona: Persona, canon: Canon | None = None,
 
 
 def thinker_interjector(thinker) -> Interjector:
-    """``character_interjector`` for a ``StoryThinker``: its persona, its world's canon, its current story time."""
+    """``character_interjector`` for a ``StoryThinker``: its persona, its world's canon, its current story time;
+    with a language model in its slot, also claims about events checked by the model (``claims_llm``)."""
     world = getattr(thinker, "world", None)
     canon = canon_for_world(world.path) if world is not None else None
-    return character_interjector(thinker.persona, canon, lambda: thinker.story_time)
+    policy = character_interjector(thinker.persona, canon, lambda: thinker.story_time)
+    llm = getattr(thinker, "llm", None)
+    if llm is None:
+        return policy
+    from anima.thinker.claims_llm import LLMClaimInterjector
+
+    events = LLMClaimInterjector(llm.client, thinker.retriever, thinker.persona, lambda: thinker.story_time)
+    return AnyInterjector([*(policy.policies if isinstance(policy, AnyInterjector) else [policy]), events])
 
 
 def cut_in_opener(persona: Persona, reason: str, turn: int = 0) -> str:
