@@ -4,8 +4,6 @@ OpenAI-compatible server (good, repaired, garbage and failing judges), SSIM and 
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from PIL import Image
 from anima.iis.radar import draw_radar
 from anima.iis.score import PAPER_THINKER, Metric, ScoreError, dimension_score, iis, metrics_from_json
 from anima.iis.ssim import ssim
+from anima.testing.chat import chat_server, reply
 from anima.thinker.llm import LLMConfig, LLMError
 from anima.thinker.training.judge import DIMENSIONS, CharacterBoxJudge, parse_verdict
 
@@ -133,44 +132,28 @@ def test_cli_from_a_missing_results_directory_is_a_clear_error(tmp_path, capsys)
 FULL = {k: {"score": s, "reason": f"{k} fine"} for k, s in zip(DIMENSIONS, (5, 4, 3, 4, 5, 2, 4), strict=True)}
 
 
-class FakeJudge(BaseHTTPRequestHandler):
+def _fake_judge(body: dict) -> tuple[int, dict]:
     """A judge by model name: good, wordy (full names, "4/5", fenced), partial (the retry completes it),
     garbage (never JSON), range (a score of 9 every time), error500."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        model, retry = body["model"], len(body["messages"]) > 2
-        if model == "error500":
-            data = json.dumps({"error": {"message": "judge exploded"}}).encode()
-            self.send_response(500)
-        else:
-            content = {
-                "good": json.dumps(FULL),
-                "wordy": "Here is my verdict:\n```json\n" + json.dumps({
-                    "Knowledge Accuracy": "4/5", "behavioral_accuracy": 4, "Emotional Expression": {"score": "3"},
-                    "personality traits": 5, "Immersion": 4.5, "adaptability": {"score": 2, "reason": "ok"},
-                    "Behavioural Coherence": 3}) + "\n```",
-                "partial": json.dumps(FULL if retry else {k: FULL[k] for k in ("KA", "BA", "EE")}),
-                "garbage": "I think the reply was quite good overall.",
-                "range": json.dumps({**FULL, "KA": {"score": 9}}),
-            }[model]
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    model, retry = body["model"], len(body["messages"]) > 2
+    if model == "error500":
+        return 500, {"error": {"message": "judge exploded"}}
+    return reply({
+        "good": json.dumps(FULL),
+        "wordy": "Here is my verdict:\n```json\n" + json.dumps({
+            "Knowledge Accuracy": "4/5", "behavioral_accuracy": 4, "Emotional Expression": {"score": "3"},
+            "personality traits": 5, "Immersion": 4.5, "adaptability": {"score": 2, "reason": "ok"},
+            "Behavioural Coherence": 3}) + "\n```",
+        "partial": json.dumps(FULL if retry else {k: FULL[k] for k in ("KA", "BA", "EE")}),
+        "garbage": "I think the reply was quite good overall.",
+        "range": json.dumps({**FULL, "KA": {"score": 9}}),
+    }[model])
 
 
 @pytest.fixture(scope="module")
 def judge_url():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with chat_server(_fake_judge) as url:
+        yield url
 
 
 def _judge(url, model):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from anima.testing.chat import chat_server, reply
 from anima.thinker.claims import (
     FALSE_CLAIM,
     CanonError,
@@ -160,34 +161,15 @@ def test_the_runtime_cuts_in_on_a_false_claim_and_the_reply_corrects_it():
 
 
 class _Judge:
-    """A local OpenAI-compatible server whose verdict is set per test."""
+    """The verdict the local chat server gives, set per test, and the requests it saw."""
 
-    reply = '{"contradicts": false}'
+    verdict = '{"contradicts": false}'
     seen: list = []
 
     @classmethod
-    def start(cls):
-        import json as _json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = _json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                cls.seen.append(body)
-                data = _json.dumps({"choices": [{"message": {"role": "assistant", "content": cls.reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        return httpd
+    def answer(cls, body):
+        cls.seen.append(body)
+        return reply(cls.verdict)
 
 
 def _wait_for(policy, text, seconds=10.0):
@@ -209,22 +191,20 @@ def test_a_language_model_checks_claims_about_events_in_the_background():
     from anima.thinker.retrieval import shared_retriever
     from anima.thinker.world import World
 
-    httpd = _Judge.start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    with chat_server(_Judge.answer) as url:
         retriever = shared_retriever(World.open(WORLD_ASSET, readonly=True))
         policy = LLMClaimInterjector(ChatClient(LLMConfig(url, stream=False)), retriever, load_persona("ned"), lambda: 43)
         claim = "back in the devilfish fight you were the one who saved the captain with your harpoon"
         assert policy.consider("back in the devilfish", 1.0) is None  # too few words: nothing asked
-        _Judge.reply = '{"contradicts": true, "correction": "The captain saved me, with his axe."}'
+        _Judge.verdict = '{"contradicts": true, "correction": "The captain saved me, with his axe."}'
         assert _wait_for(policy, claim) == FALSE_CLAIM + "The captain saved me, with his axe."
         system, user = _Judge.seen[-1]["messages"]
         assert "chapter 43" in system["content"] and "devilfish" in user["content"].lower()
         policy.reset()  # a new turn: the old verdict is gone; a "no" or a broken answer never cuts in
-        _Judge.reply = '{"contradicts": false, "correction": ""}'
+        _Judge.verdict = '{"contradicts": false, "correction": ""}'
         assert _wait_for(policy, claim) is None
         policy.reset()
-        _Judge.reply = "I think so, yes"
+        _Judge.verdict = "I think so, yes"
         assert _wait_for(policy, claim) is None
         policy.close()
         from anima.core.interjection import AnyInterjector
@@ -235,8 +215,6 @@ def test_a_language_model_checks_claims_about_events_in_the_background():
         policies = thinker_interjector(thinker).policies
         assert isinstance(thinker_interjector(thinker), AnyInterjector)
         assert [type(p).__name__ for p in policies] == ["PatienceInterjector", "ClaimInterjector", "LLMClaimInterjector"]
-    finally:
-        httpd.shutdown()
     down = LLMClaimInterjector(ChatClient(LLMConfig("http://127.0.0.1:9/v1", stream=False, connect_timeout_s=0.5)),
                                retriever, load_persona("ned"), lambda: 43)
     assert _wait_for(down, claim) is None  # a server that is down: no cut-in, no error

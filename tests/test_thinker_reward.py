@@ -5,13 +5,12 @@ with the session, and forgetting a visitor's ratings."""
 import json
 import shutil
 import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from anima.embed import HashEmbedder
+from anima.testing.chat import chat_server, reply
 from anima.thinker.base import ThinkerContext
 from anima.thinker.data.build import build_world
 from anima.thinker.data.sample import write_sample_novel
@@ -119,35 +118,24 @@ def test_bad_ratings_are_refused_clearly(bad):
         offline_oracle(_steps(), bad)
 
 
-class FakeOracle(BaseHTTPRequestHandler):
+ORACLE_SEEN: list[dict] = []  # the request bodies the fake oracle got
+
+
+def _oracle(body: dict) -> tuple[int, dict]:
     """Answers by model name: good (sum 10, renormalised), negative, short (wrong length), prose, error500."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeOracle.last = body
-        n = len(json.loads(body["messages"][1]["content"])["turns"])
-        content = {"good": json.dumps({"rewards": [4, 1, 3, 1, 1][:n]}),
-                   "negative": json.dumps({"rewards": [3, -2, 2, 0, 0][:n]}),
-                   "short": json.dumps({"rewards": [1, 1]}),
-                   "prose": "I think the second reply was the best."}.get(body["model"])
-        status = 500 if content is None else 200
-        data = json.dumps({"choices": [{"message": {"content": content}}]} if content else {"error": "boom"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    ORACLE_SEEN.append(body)
+    n = len(json.loads(body["messages"][1]["content"])["turns"])
+    content = {"good": json.dumps({"rewards": [4, 1, 3, 1, 1][:n]}),
+               "negative": json.dumps({"rewards": [3, -2, 2, 0, 0][:n]}),
+               "short": json.dumps({"rewards": [1, 1]}),
+               "prose": "I think the second reply was the best."}.get(body["model"])
+    return reply(content) if content else (500, {"error": "boom"})
 
 
 @pytest.fixture(scope="module")
 def oracle_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOracle)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with chat_server(_oracle) as url:
+        yield url
 
 
 @pytest.mark.parametrize("model, oracle, note", [("good", "llm", "renormalised"), ("negative", "llm", "clipped"),
@@ -157,7 +145,7 @@ def test_llm_oracle_is_renormalised_or_falls_back(oracle_server, model, oracle, 
     config = LLMConfig(base_url=oracle_server, model=model, stream=False, timeout_s=2.0)
     result = LLMOracle(config)(_steps(), 4)
     assert result.oracle == oracle and note in result.note and abs(result.total - 4) < 1e-9
-    prompt = FakeOracle.last["messages"]
+    prompt = ORACLE_SEEN[-1]["messages"]
     assert "add up to exactly 4" in prompt[0]["content"] and "wrong" in prompt[1]["content"]
     if model == "good":
         assert result.rewards == pytest.approx([1.6, 0.4, 1.2, 0.4, 0.4])

@@ -21,7 +21,7 @@ from pathlib import Path
 from anima.thinker.embedded import EmbeddedResponder, Reply
 from anima.thinker.intent import Intent, focus_words
 from anima.thinker.memory import ShortTermMemory
-from anima.thinker.retrieval import Retrieved
+from anima.thinker.retrieval import Hit, Retrieved
 
 WRITTEN = {"answer", "uncertain", "own_line"}  # reply kinds the generator writes
 _MODELS: dict[str, tuple] = {}  # one loaded model per folder per process
@@ -37,6 +37,19 @@ def _load(path: str) -> tuple:
         return _MODELS[path]
 
 
+def voiced_facts(embedded: EmbeddedResponder, hits: list[Hit], focus: list[str], k: int) -> list[str]:
+    """The first ``k`` distinct ``hits`` the character can say, in its own voice (``speak_fact``): the
+    generator's prompt facts, at run time and in training."""
+    out: list[str] = []
+    for hit in hits:
+        said = embedded.speak_fact(hit, focus)
+        if said and said not in out:
+            out.append(said)
+        if len(out) >= k:
+            break
+    return out
+
+
 class GeneratorResponder:
     """``EmbeddedResponder``'s routing; a language model writes the answers (see the module docstring)."""
 
@@ -49,16 +62,8 @@ class GeneratorResponder:
 
     def facts(self, intent: Intent, retrieved: Retrieved | None, reply: Reply, k: int = 3) -> list[str]:
         """Up to ``k`` facts for the prompt: what the routing used first, then the best retrieved, voiced by the character."""
-        focus = focus_words(intent.text, self.persona)
         hits = [*reply.used, *(retrieved.descriptions if retrieved else []), *(retrieved.facts if retrieved else [])]
-        out: list[str] = []
-        for hit in hits:
-            said = self.embedded.speak_fact(hit, focus)
-            if said and said not in out:
-                out.append(said)
-            if len(out) >= k:
-                break
-        return out
+        return voiced_facts(self.embedded, hits, focus_words(intent.text, self.persona), k)
 
     def respond(self, intent: Intent, story_time: int, memory: ShortTermMemory, user_id: str, gate: bool = True,
                 retrieved: Retrieved | None = None) -> Reply:

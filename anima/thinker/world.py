@@ -45,6 +45,19 @@ READABLE_FROM = 1  # oldest schema a read-only open accepts (v2 only added sessi
 SHIPPED_WORLDS = Path(__file__).resolve().parent.parent / "assets" / "worlds"
 WORLD_ASSET = SHIPPED_WORLDS / "twenty-thousand-leagues.db"
 
+# Schema migrations: MIGRATIONS[v] upgrades a version-v file to v + 1 (SQL run in one transaction).
+# v1 -> v2: session ratings and turn rewards (issue 17, reward decomposition).
+RATING_TABLES = """
+CREATE TABLE IF NOT EXISTS session_ratings(
+  session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE, user_id TEXT NOT NULL,
+  rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), oracle TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS session_ratings_user ON session_ratings(user_id);
+CREATE TABLE IF NOT EXISTS turn_rewards(
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, turn INTEGER NOT NULL, reward REAL NOT NULL,
+  valence REAL NOT NULL, descriptors TEXT NOT NULL, features TEXT NOT NULL, PRIMARY KEY(session_id, turn));
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chapters(
@@ -79,28 +92,8 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, character, updated
 CREATE TABLE IF NOT EXISTS session_turns(
   session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL, speaker TEXT NOT NULL, text TEXT NOT NULL,
   interrupted INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, PRIMARY KEY(session_id, idx));
-CREATE TABLE IF NOT EXISTS session_ratings(
-  session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE, user_id TEXT NOT NULL,
-  rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), oracle TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
-  created_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS session_ratings_user ON session_ratings(user_id);
-CREATE TABLE IF NOT EXISTS turn_rewards(
-  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, turn INTEGER NOT NULL, reward REAL NOT NULL,
-  valence REAL NOT NULL, descriptors TEXT NOT NULL, features TEXT NOT NULL, PRIMARY KEY(session_id, turn));
-"""
+""" + RATING_TABLES.lstrip("\n")  # the v2 tables, also MIGRATIONS[1]
 
-# Schema migrations: MIGRATIONS[v] upgrades a version-v file to v + 1 (SQL run in one transaction).
-# v1 -> v2: session ratings and turn rewards (issue 17, reward decomposition).
-RATING_TABLES = """
-CREATE TABLE IF NOT EXISTS session_ratings(
-  session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE, user_id TEXT NOT NULL,
-  rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), oracle TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
-  created_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS session_ratings_user ON session_ratings(user_id);
-CREATE TABLE IF NOT EXISTS turn_rewards(
-  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, turn INTEGER NOT NULL, reward REAL NOT NULL,
-  valence REAL NOT NULL, descriptors TEXT NOT NULL, features TEXT NOT NULL, PRIMARY KEY(session_id, turn));
-"""
 MIGRATIONS: dict[int, str] = {1: RATING_TABLES}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from anima.talker.training.speech_metrics import edit_distance
 from anima.thinker.text import words
 
 W_SIM, W_FORM = 1.0, 0.5
@@ -24,13 +25,7 @@ def edit_similarity(a: str, b: str) -> float:
     x, y = [w.lower() for w in words(a)], [w.lower() for w in words(b)]
     if not x and not y:
         return 1.0
-    prev = list(range(len(y) + 1))
-    for i, wx in enumerate(x, 1):
-        cur = [i] + [0] * len(y)
-        for j, wy in enumerate(y, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (wx != wy))
-        prev = cur
-    return 1.0 - prev[-1] / max(len(x), len(y))
+    return 1.0 - edit_distance(x, y) / max(len(x), len(y))
 
 
 class PersonaReward:

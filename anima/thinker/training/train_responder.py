@@ -72,21 +72,13 @@ def _opener(reply: str, thinker) -> str:
 
 def recalled_facts(thinker, question: str, story_time: int, k: int = 3, exclude: int | None = None) -> list[str]:
     """Up to ``k`` facts the gated retrieval finds for ``question``, voiced by the character (``speak_fact``)."""
+    from anima.thinker.generator import voiced_facts
     from anima.thinker.intent import focus_words
 
     retrieved = thinker.retriever.retrieve(question, story_time, k_facts=12, speaker=thinker.persona.entity,
                                            gate=thinker.gate)
-    focus = focus_words(question, thinker.persona)
-    out = []
-    for hit in [*retrieved.descriptions, *retrieved.facts]:
-        if hit.id == exclude or hit.origin == "session":
-            continue
-        said = thinker.embedded.speak_fact(hit, focus)
-        if said and said not in out:
-            out.append(said)
-        if len(out) >= k:
-            break
-    return out
+    hits = [h for h in [*retrieved.descriptions, *retrieved.facts] if h.id != exclude and h.origin != "session"]
+    return voiced_facts(thinker.embedded, hits, focus_words(question, thinker.persona), k)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB):
