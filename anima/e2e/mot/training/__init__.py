@@ -1,0 +1,1 @@
+"""Training and scoring of the mixture of transformers: data, trainer, evaluator, ablations."""
