@@ -18,7 +18,7 @@ A behaviour clip is ``face`` (T25, 112) at 25 fps (``anima.face.params`` layout)
   are the two "joints", so it is rad/s^3 at 25 fps.
 - Frozen fraction: the share of frame steps in which no face parameter moves by more than
   ``FROZEN_STEP`` (radians or expression units), to show listening frames are alive.
-- ``frechet_distance``: the body module's (Gaussian fits, scipy sqrtm), re-exported.
+- ``frechet_distance``: the face module's (Gaussian fits, scipy sqrtm, clamped at 0), with its input checked.
 
 numpy and scipy only: no torch at import (``jerk`` loads the feature decoder lazily).
 """
@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from anima.body.training.metrics import frechet_distance, jerk_curve
+from anima.body.training.metrics import jerk_curve
 from anima.face.audio_features import tick_energy_db
 from anima.face.params import HEAD, JAW, JAW_OPEN_ANGLE
+from anima.face.training.metrics import frechet_distance as _frechet
 
 __all__ = ["frechet_distance", "frozen_fraction", "jerk", "face_param_jerk", "lip_sync", "lip_sync_correlation",
            "speech_energy", "speech_frames"]
@@ -146,3 +147,16 @@ def frozen_fraction(face: np.ndarray, step: float = FROZEN_STEP) -> float:
     face = _face(face, "frozen_fraction", min_frames=2)
     moved = np.abs(np.diff(face, axis=0)).max(axis=1)  # (T-1,)
     return float(np.mean(moved <= step))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two sets of embeddings. (N, D), (M, D), N, M >= 2 -> float >= 0"""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim != 2 or len(x) < 2:
+            raise ValueError(f"frechet_distance: {name} must be (N >= 2, D) embeddings, got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"frechet_distance: {name} holds NaN or inf")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"frechet_distance: a has {a.shape[1]} dimensions, b has {b.shape[1]}")
+    return _frechet(a, b)
