@@ -160,3 +160,44 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"frechet_distance: a has {a.shape[1]} dimensions, b has {b.shape[1]}")
     return _frechet(a, b)
+
+
+def corpus_report(corpus_dir: str, split: str = "val", limit: int | None = None) -> dict[str, float]:
+    """What the dialogue corpus's own agent scores: lip sync over its voiced segments, frozen fractions, jerk.
+
+    Each conversation whole: lip sync with the ``agent_speaking`` mask (best lag in +-2 frames and at
+    lag 0), frozen fraction over listening frames (the visitor speaking, the agent not) and over
+    speaking frames; averages over conversations.
+    """
+    from anima.e2e.data.format import open_corpus
+
+    corpus = open_corpus(corpus_dir, split=split)
+    rows = []
+    for i in range(len(corpus) if limit is None else min(limit, len(corpus))):
+        w = corpus.window(i, 0.0, corpus.conversations[i]["frames"] / FACE_FPS)
+        if w is None:
+            continue
+        speaking, listening = w["agent_speaking"], w["user_speaking"] & ~w["agent_speaking"]
+        r, lag = lip_sync(w["face"], w["agent_audio"], speech=speaking)
+        row = {"lip_sync": r, "lip_sync_lag": lag, "lip_sync_lag0": lip_sync_correlation(w["face"], w["agent_audio"], speech=speaking, max_lag=0),
+               "frozen_speaking": frozen_fraction(w["face"][speaking]) if speaking.sum() > 1 else np.nan,
+               "frozen_listening": frozen_fraction(w["face"][listening]) if listening.sum() > 1 else np.nan}
+        rows.append(row | jerk(w["face"], w["body263"]))
+    if not rows:
+        raise ValueError(f"{corpus_dir}: no readable {split!r} conversation")
+    out = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    out["lip_sync_min"] = float(np.nanmin([r["lip_sync"] for r in rows]))
+    out["conversations"] = len(rows)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Score the dialogue corpus's own agent behaviour (lip sync, frozen, jerk).")
+    parser.add_argument("--corpus", default="out/dialogues")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+    print(json.dumps(corpus_report(args.corpus, args.split, args.limit), indent=1))
