@@ -8,7 +8,7 @@ import torch
 
 from anima.e2e.mot.behaviour import TOKEN_DIM, pack, unpack
 from anima.e2e.mot.model import MixtureOfTransformers, MoTConfig, add_noise, alpha_sigma, speech_digest
-from anima.e2e.mot.sampling import SampleStats, SamplerSettings, sample_behaviour, schedule_matrix
+from anima.e2e.mot.sampling import SamplerSettings, SampleStats, sample_behaviour, schedule_matrix
 from anima.talker.model.kodama_tts import KodamaTTS, KodamaTTSConfig, make_sequence
 
 D = 12  # behaviour dims of the tiny tests

@@ -68,7 +68,7 @@ def sentences_of(turn: dict) -> list[tuple[str, float, float]]:
     if sum(counts) != len(words) or not parts:
         return [(turn["text"], float(turn["start"]), float(turn["end"]))] if parts else []
     out, i = [], 0
-    for part, n in zip(parts, counts):
+    for part, n in zip(parts, counts, strict=True):
         start = float(words[i][0])
         i += n
         end = float(words[i][0]) if i < len(words) else float(turn["end"])

@@ -29,6 +29,7 @@ import numpy as np
 
 from anima.train.options import add_common_arguments
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, steps=4000, out=None, save_every=200)
     parser.add_argument("--data", type=Path, default=Path("out/mot/data"), help="built by anima.e2e.mot.training.data")
