@@ -79,7 +79,8 @@ def talking(root: Path, limit: int) -> dict[str, object]:
 
     corpus = open_corpus(root)
     flagged: Counter = Counter()
-    n = 0
+    rows: list[dict[str, float]] = []
+    n = i = 0
     for i, conv in enumerate(corpus.conversations):
         for a, b, *_ in conv.get("segments", {}).get("agent", []):
             start = float(a)
@@ -90,11 +91,13 @@ def talking(root: Path, limit: int) -> dict[str, object]:
                     continue
                 n += 1
                 flagged[detectors.detect(window["face"], window["body263"])] += 1
+                rows.append(detectors.scores(window["face"], window["body263"]))
         if n >= limit:
             break
     hits = n - flagged[None]
-    return {"windows": n, "flagged": hits, "rate": round(hits / max(n, 1), 4),
-            "by_command": {str(k): v for k, v in flagged.most_common() if k is not None}}
+    return {"windows": n, "conversations": i + 1, "flagged": hits, "rate": round(hits / max(n, 1), 4),
+            "by_command": {str(k): v for k, v in flagged.most_common() if k is not None},
+            "p95_score": {k: round(float(np.percentile([r[k] for r in rows], 95)), 4) for k in COMMANDS} if rows else {}}
 
 
 def main() -> None:
@@ -127,6 +130,7 @@ def main() -> None:
         result["talking"] = talk
         print(f"\ntalking windows ({WINDOW_S:.0f} s, agent speaking throughout): {talk['flagged']}/{talk['windows']} "
               f"flagged = {100 * talk['rate']:.1f} %  {talk['by_command']}")
+        print(f"95th percentile of each score on them: {talk['p95_score']}")
     else:
         print(f"\n{args.dialogues}: no dialogue corpus, talking windows skipped")
     result["wall_s"] = round(time.perf_counter() - t0, 1)

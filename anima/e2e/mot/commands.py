@@ -86,8 +86,11 @@ class CommandClip:
 def _check(command: str | None, duration_s: float) -> None:
     if command is not None and command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
-    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)
-            and MIN_DURATION_S <= duration_s <= MAX_DURATION_S):
+    try:
+        ok = math.isfinite(float(duration_s)) and MIN_DURATION_S <= float(duration_s) <= MAX_DURATION_S
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ValueError(f"duration_s must be in [{MIN_DURATION_S}, {MAX_DURATION_S}] s, got {duration_s!r}")
 
 
@@ -233,9 +236,18 @@ def _bow(joints: np.ndarray, t: np.ndarray, onset: float, rng: np.random.Generat
     return onset + down + hold + up
 
 
-def _nlerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    v = a * (1.0 - w[:, None]) + b * w[:, None]
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+def _slerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Unit directions from ``a`` to ``b`` (T, 3) at a constant angular speed in ``w`` (T,) in [0, 1]. # (T, 3)
+
+    A hanging forearm turns nearly 180 degrees to point up: the great circle goes through the
+    direction both share (forward), where a linear blend would pass close to zero length.
+    """
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    omega = np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0))[:, None]  # (T, 1)
+    sin = np.maximum(np.sin(omega), 1e-6)
+    w = w[:, None]
+    return np.where(omega > 1e-4, (np.sin((1.0 - w) * omega) * a + np.sin(w * omega) * b) / sin, a)
 
 
 def _wave(joints: np.ndarray, t: np.ndarray, onset: float, rng: np.random.Generator) -> float:
@@ -243,8 +255,8 @@ def _wave(joints: np.ndarray, t: np.ndarray, onset: float, rng: np.random.Genera
     side = "left" if rng.random() < 0.5 else "right"
     out = 1.0 if side == "left" else -1.0  # +X is the subject's left
     shoulder, elbow, wrist = (JOINT[f"{side}_{n}"] for n in ("shoulder", "elbow", "wrist"))
-    raise_s, lower_s = rng.uniform(0.4, 0.6), rng.uniform(0.5, 0.7)
-    freq, cycles, swing = rng.uniform(1.5, 2.5), int(rng.integers(2, 5)), rng.uniform(0.3, 0.55)
+    raise_s, lower_s = rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9)  # about 1.5 m/s at the wrist, at most
+    freq, cycles, swing = rng.uniform(1.5, 2.2), int(rng.integers(2, 5)), rng.uniform(0.3, 0.5)
     abduction = rng.uniform(1.1, 1.4)  # upper arm from hanging, rad
     hold = cycles / freq
     w = smoothstep((t - onset) / raise_s) * (1.0 - smoothstep((t - onset - raise_s - hold) / lower_s))  # (T,)
@@ -258,9 +270,8 @@ def _wave(joints: np.ndarray, t: np.ndarray, onset: float, rng: np.random.Genera
     l_upper, l_fore = np.linalg.norm(upper, axis=-1, keepdims=True), np.linalg.norm(fore, axis=-1, keepdims=True)
     upper_to = out * math.sin(abduction) * across - math.cos(abduction) * up + 0.25 * forward
     fore_to = out * np.sin(phi)[:, None] * across + np.cos(phi)[:, None] * up + 0.2 * forward
-    fore_to /= np.linalg.norm(fore_to, axis=-1, keepdims=True)
-    new_elbow = joints[:, shoulder] + l_upper * _nlerp(upper / l_upper, upper_to / np.linalg.norm(upper_to, axis=-1, keepdims=True), w)
-    joints[:, wrist] = new_elbow + l_fore * _nlerp(fore / l_fore, fore_to, w)
+    new_elbow = joints[:, shoulder] + l_upper * _slerp(upper, upper_to, w)
+    joints[:, wrist] = new_elbow + l_fore * _slerp(fore, fore_to, w)
     joints[:, elbow] = new_elbow
     return onset + raise_s + hold + lower_s
 
