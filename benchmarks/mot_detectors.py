@@ -80,6 +80,7 @@ def talking(root: Path, limit: int) -> dict[str, object]:
     corpus = open_corpus(root)
     flagged: Counter = Counter()
     rows: list[dict[str, float]] = []
+    gestures: Counter = Counter()
     n = i = 0
     for i, conv in enumerate(corpus.conversations):
         for a, b, *_ in conv.get("segments", {}).get("agent", []):
@@ -90,13 +91,18 @@ def talking(root: Path, limit: int) -> dict[str, object]:
                 if window is None or not window["agent_speaking"].all() or not window["valid_body"].all():
                     continue
                 n += 1
-                flagged[detectors.detect(window["face"], window["body263"])] += 1
+                call = detectors.detect(window["face"], window["body263"])
+                flagged[call] += 1
+                if call is not None:  # the dialogue's own gesture at the time: a real bow or nod is no false alarm
+                    ids = window["prompt_id"][window["prompt_id"] >= 0]
+                    gestures[f"{call}: {window['prompts'][int(np.bincount(ids).argmax())]}"] += 1
                 rows.append(detectors.scores(window["face"], window["body263"]))
         if n >= limit:
             break
     hits = n - flagged[None]
     return {"windows": n, "conversations": i + 1, "flagged": hits, "rate": round(hits / max(n, 1), 4),
             "by_command": {str(k): v for k, v in flagged.most_common() if k is not None},
+            "flagged_with_prompt": dict(gestures.most_common()),
             "p95_score": {k: round(float(np.percentile([r[k] for r in rows], 95)), 4) for k in COMMANDS} if rows else {}}
 
 
@@ -131,6 +137,7 @@ def main() -> None:
         print(f"\ntalking windows ({WINDOW_S:.0f} s, agent speaking throughout): {talk['flagged']}/{talk['windows']} "
               f"flagged = {100 * talk['rate']:.1f} %  {talk['by_command']}")
         print(f"95th percentile of each score on them: {talk['p95_score']}")
+        print(f"flagged, with the motion prompt in force: {talk['flagged_with_prompt']}")
     else:
         print(f"\n{args.dialogues}: no dialogue corpus, talking windows skipped")
     result["wall_s"] = round(time.perf_counter() - t0, 1)
