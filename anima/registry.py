@@ -220,11 +220,9 @@ def make_turn_taking(recovery: bool = True, end_of_turn: bool = True) -> Any:
                       end_of_turn=make_end_of_turn("cues") if end_of_turn else None)
 
 
-def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
-    """The agent side of the cascade, in pipeline order: turn-taking to body (no sink).
-
-    ``thinker`` overrides the registry's (the server builds it first, to refuse a bad hello early).
-    """
+def _agent_stages(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None, talker: TTS,
+                  face: FaceAnimator, body: BodyAnimator) -> list[Stage]:
+    """The agent side of the runtime, in pipeline order: turn-taking to body (no sink)."""
     from anima.body.stage import BodyStage
     from anima.core.echo import EchoCancellation
     from anima.core.playout import Playout
@@ -238,14 +236,31 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
         EchoCancellation(),  # first: the recogniser and the turn detector hear the user, not the agent
         make_turn_taking(),
         ThinkerStage(thinker, history),
-        TalkerStage(TALKERS.create(choice.talker, voice=choice.voice), voice=choice.voice),
+        TalkerStage(talker, voice=choice.voice),
         Playout(),
-        FaceStage(FACES.create(choice.face, seed=choice.seed)),
-        BodyStage(BODIES.create(choice.body, seed=choice.seed)),
+        FaceStage(face),
+        BodyStage(body),
     ]
 
 
+def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
+    """The cascade: the registry's talker, face and body (``thinker`` overrides the registry's: the
+    server builds it first, to refuse a bad hello early)."""
+    return _agent_stages(choice, history, thinker, TALKERS.create(choice.talker, voice=choice.voice),
+                         FACES.create(choice.face, seed=choice.seed), BODIES.create(choice.body, seed=choice.seed))
+
+
+def _mot(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
+    """The mixture of transformers speaks and moves: one model for talker, face and body."""
+    from anima.e2e.mot.engine import MoTAgent
+
+    agent = MoTAgent.load(voice=choice.voice, seed=choice.seed)
+    return _agent_stages(choice, history, thinker, agent.talker, agent.face, agent.body)
+
+
 ENGINES.register("cascade", "five modules: Thinker, Talker, Face and Body on the streaming runtime", _cascade)
+ENGINES.register("mot", "mixture of transformers: the frozen Kodama TTS and a behaviour expert write speech, face and body "
+                 "(weights: docs/mot.md)", _mot)
 
 
 def add_backend_arguments(parser: Any, body_default: str = "flood", thinker: bool = False) -> None:

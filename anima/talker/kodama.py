@@ -100,7 +100,7 @@ class KodamaTTS:
         # on one corpus; the export checks it): without such a head there are no phoneme events.
         symbols = tuple(model.config.symbols)
         head = hasattr(tokenizer, "semantic_head") and tokenizer.config.teacher_kind == "classes"
-        self._labels = symbols if head and tokenizer.config.teacher_dim == len(symbols) else ()
+        self.labels = symbols if head and tokenizer.config.teacher_dim == len(symbols) else ()
 
     @classmethod
     def load(cls, directory: str | Path = DEFAULT_WEIGHTS, **kwargs) -> KodamaTTS:
@@ -172,7 +172,7 @@ class KodamaTTS:
                 return self.voices[candidate]
         return self.voices[self.default_voice]
 
-    def _sentences(self, text: str) -> list[list[str]]:
+    def sentences(self, text: str) -> list[list[str]]:
         """Text -> phoneme lists, one per sentence (each fits the model's context)."""
         from anima.talker.data.phonemize import phonemize
 
@@ -211,7 +211,7 @@ class KodamaTTS:
         """
         if emotion is not None and emotion not in EMOTIONS:
             raise ValueError(f"kodama talker: unknown emotion {emotion!r}; choose one of {', '.join(EMOTIONS)}")
-        sentences = self._sentences(text)
+        sentences = self.sentences(text)
         chosen = self.resolve_voice(voice)
         with self._lock:
             self._utterances += 1
@@ -222,7 +222,7 @@ class KodamaTTS:
                 cancel: threading.Event | None) -> Iterator[SpeechChunk]:
         import torch
 
-        words = _WordClock(text, sum(_spoken(s) for s in sentences))
+        words = WordClock(text, sum(spoken_count(s) for s in sentences))
         decoder = self.tokenizer.new_decoder_state()
         speaker = torch.from_numpy(voice.speaker)
         prompt = torch.from_numpy(voice.prompt_codes)
@@ -239,11 +239,11 @@ class KodamaTTS:
                 codes = frame.reshape(1, -1, 1)  # (1, 8, 1)
                 samples = self.tokenizer.decode_step(decoder, codes)[0].numpy().astype(np.float32)  # (1920,)
                 events: list[SpeechEvent] = []
-                labels = self._frame_labels(codes)
+                labels = self.frame_labels(codes)
                 for i, label in enumerate(labels):
-                    if label != last_label and not self._labels[label].startswith("_"):  # pauses are no phonemes
+                    if label != last_label and not self.labels[label].startswith("_"):  # pauses are no phonemes
                         at = t + i * frame_s / len(labels)
-                        events.append(SpeechEvent("phoneme", at, self._labels[label]))
+                        events.append(SpeechEvent("phoneme", at, self.labels[label]))
                         events.extend(words.on_phoneme(at))
                     last_label = label
                 if pending is not None:
@@ -257,9 +257,9 @@ class KodamaTTS:
         yield SpeechChunk(pending.samples, pending.offset_s, (*pending.events, *words.finish(t), SpeechEvent("end", t)),
                           final=True)
 
-    def _frame_labels(self, codes) -> list[int]:
+    def frame_labels(self, codes) -> list[int]:
         """The semantic head's phoneme id for each 20 ms frame of one token (empty without a head)."""
-        if not self._labels:
+        if not self.labels:
             return []
         import torch
 
@@ -267,7 +267,7 @@ class KodamaTTS:
         with torch.no_grad():
             k = tok.config.num_semantic_codebooks
             q = tok.sem_rvq.decode(codes[:, :k].long())  # (1, 1, Qd)
-            logits = tok.semantic_head(q).reshape(-1, len(self._labels))  # (4, classes)
+            logits = tok.semantic_head(q).reshape(-1, len(self.labels))  # (4, classes)
         return logits.argmax(-1).tolist()
 
     def synthesize(self, text: str, voice: str | None = None, emotion: str | None = None) -> SpeechChunk:
@@ -277,11 +277,11 @@ class KodamaTTS:
         return SpeechChunk(np.concatenate([c.samples for c in chunks]), 0.0, events, final=True)
 
 
-def _spoken(phonemes: list[str]) -> int:
+def spoken_count(phonemes: list[str]) -> int:
     return sum(1 for p in phonemes if not p.startswith("_"))
 
 
-class _WordClock:
+class WordClock:
     """Word events from phoneme events: word i starts when its share of the text's phonemes is spoken."""
 
     def __init__(self, text: str, total_phonemes: int) -> None:

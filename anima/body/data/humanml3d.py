@@ -35,7 +35,16 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from anima.body.skeleton import FACE_JOINTS, FEET_LEFT, FEET_RIGHT, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS, REST_OFFSETS
+from anima.body.skeleton import (
+    FACE_JOINTS,
+    FEET_LEFT,
+    FEET_RIGHT,
+    KINEMATIC_CHAIN,
+    NUM_JOINTS,
+    PARENTS,
+    REST_OFFSETS,
+    resample_joints,
+)
 
 FEATURE_DIM = 263
 FEET_THRESHOLD = 0.002  # squared displacement per frame (m^2) below which a foot is in contact
@@ -318,3 +327,16 @@ def feature_stats(features: np.ndarray, contact_bias: float = 5.0) -> tuple[np.n
     for name, group in FEATURE_GROUPS.items():
         std[group] = raw[group].mean() * (contact_bias if name == "contacts" else 1.0)
     return mean, np.maximum(std, 1e-4)
+
+
+def features_from_video_joints(joints: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """HumanML3D-263 at 20 fps from joints at the video rate. (T, 22, 3) -> (round(T * 20 / fps), 263) float32
+
+    ``extract_features`` gives one row fewer than its input (velocities need a next frame): the last
+    row is repeated. Features are canonical for the whole clip (origin and facing of its first frame).
+    """
+    j20 = resample_joints(np.asarray(joints, dtype=np.float64), fps, 20)
+    if j20.shape[0] < 2:
+        return np.zeros((j20.shape[0], FEATURE_DIM), dtype=np.float32)
+    feats = extract_features(j20)
+    return np.concatenate([feats, feats[-1:]], axis=0).astype(np.float32)

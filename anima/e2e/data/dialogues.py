@@ -338,24 +338,10 @@ def _voiced(samples: np.ndarray, a: float, b: float, threshold: float = 0.01) ->
     return round(a + loud[0] * win / SAMPLE_RATE, 3), round(a + (loud[-1] + 1) * win / SAMPLE_RATE, 3)
 
 
-def body_features(joints: np.ndarray) -> np.ndarray:
-    """HumanML3D-263 at 20 fps from 25 fps joints. (T, 22, 3) -> (round(T * 0.8), 263)
-
-    extract_features gives one row fewer than its input (velocities need a next frame): the last row
-    is repeated. Features are canonical for the whole conversation (origin and facing of its first frame).
-    """
-    from anima.body.data.humanml3d import extract_features
-    from anima.body.skeleton import resample_joints
-
-    j20 = resample_joints(joints.astype(np.float64), FPS, 20)
-    if j20.shape[0] < 2:
-        return np.zeros((j20.shape[0], 263), dtype=np.float32)
-    feats = extract_features(j20)
-    return np.concatenate([feats, feats[-1:]], axis=0).astype(np.float32)
-
-
 def _collect(script: DialogueScript, result: Any, source: _RecordingUser, ears: list, tail: list, persona: Any):
     """The recorded frames as the on-disk arrays and meta (see docs/dialogues.md for every field)."""
+    from anima.body.data.humanml3d import features_from_video_joints  # torch: only when a conversation is written
+
     tick_ns = NS_PER_S // FPS
     frames = result.ticks
     renum: dict[int, int] = {}  # the runtime's turn ids count per process: number them 1.. per conversation
@@ -479,7 +465,7 @@ def _collect(script: DialogueScript, result: Any, source: _RecordingUser, ears: 
         vel[:-1] = (joints[1:] - joints[:-1]) * FPS
         vel[-1] = vel[-2]
     motion = {"face": face, "joints": joints, "joint_vel": vel, "root": joints[:, 0].copy(), "prompt_id": prompt_id,
-              "body263": body_features(joints) if frames else np.zeros((0, 263), np.float32)}
+              "body263": features_from_video_joints(joints, FPS) if frames else np.zeros((0, 263), np.float32)}
     meta = {
         "conv_id": script.conv_id, "seed": script.seed, "split": split_for_seed(script.seed),
         "identity": {"character": script.character, "character_name": persona.name, "story_time": script.story_time,

@@ -9,7 +9,7 @@ on which the commanded behaviour starts at a random onset with a random amplitud
 
 Head commands (nod, shake, blink, look_*) are written on the face parameters (25 fps, layout of
 ``anima.face.params``); bow and wave move the 25 fps joints, which become HumanML3D-263 at 20 fps
-through ``anima.e2e.data.dialogues.body_features``, as in the dialogue corpus. Directions are the
+through ``anima.body.data.humanml3d.features_from_video_joints``, as in the dialogue corpus. Directions are the
 character's own: "look left" turns to the subject's left (+yaw), "look up" is negative pitch.
 
 The idle baseline is kept clear of what ``anima.e2e.mot.detectors`` looks for: blinks are rare
@@ -117,14 +117,14 @@ def _idle(seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _finish(command: str, phrase: str, face: np.ndarray, joints: np.ndarray, onset_s: float, end_s: float) -> CommandClip:
     """Clip the face into range, re-derive its rotation-driven slots, and make body263."""
-    from anima.e2e.data.dialogues import body_features
+    from anima.body.data.humanml3d import features_from_video_joints
 
     face[:, params.HEAD] = np.clip(face[:, params.HEAD], -_HEAD_LIMIT, _HEAD_LIMIT)
     face[:, params.EYE_PITCH] = np.clip(face[:, params.EYE_PITCH], -params.EYE_PITCH_MAX_RAD, params.EYE_PITCH_MAX_RAD)
     face[:, params.EYE_YAW] = np.clip(face[:, params.EYE_YAW], -params.EYE_YAW_MAX_RAD, params.EYE_YAW_MAX_RAD)
     face[:, :52] = np.clip(face[:, :52], 0.0, 1.0)
     face = np.stack([params.from_arkit(params.to_arkit(f)) for f in face])  # eyeLook* follow the new angles
-    return CommandClip(command, phrase, face.astype(np.float32), body_features(joints), float(onset_s), float(end_s))
+    return CommandClip(command, phrase, face.astype(np.float32), features_from_video_joints(joints), float(onset_s), float(end_s))
 
 
 def idle_clip(seed: int, duration_s: float = 3.0) -> CommandClip:

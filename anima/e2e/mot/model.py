@@ -41,6 +41,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -316,3 +317,45 @@ def speech_digest(speech: KodamaTTS) -> str:
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def load_mot(directory: str | Path, speech: str | Path | KodamaTTS | None = None) -> MixtureOfTransformers:
+    """A trained mixture (eval mode) from its checkpoint folder; clear errors otherwise.
+
+    ``speech``: the speech expert (a Kodama TTS folder or model). None = the folder recorded at
+    training time. In expert and lora modes the checkpoint holds only the behaviour part and must
+    meet the very speech expert it was trained against (its weight digest); a dense checkpoint
+    holds everything, the speech expert's fine-tuned weights included.
+    """
+    from anima.checkpoint import CheckpointError, load_weights, read_config
+    from anima.talker.model.kodama_tts import load_kodama_tts
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such MoT checkpoint folder")
+    meta = read_config(directory)
+    cfg = meta.get("config", {})
+    if not isinstance(cfg, dict) or cfg.get("kind") != "mot":
+        raise CheckpointError(f"{directory}: not a mixture-of-transformers checkpoint (config kind "
+                              f"{cfg.get('kind') if isinstance(cfg, dict) else None!r})")
+    fields = {f.name for f in dataclasses.fields(MoTConfig)}
+    unknown = sorted(set(cfg["model"]) - fields)
+    if unknown:
+        raise CheckpointError(f"{directory}: config has fields this code does not know: {unknown}")
+    config = MoTConfig(**cfg["model"])
+    if speech is None:
+        speech = cfg.get("speech_dir")
+        if speech is None:
+            raise CheckpointError(f"{directory}: the checkpoint does not say where its speech expert is; pass it")
+    if not isinstance(speech, KodamaTTS):
+        speech, _ = load_kodama_tts(speech)
+    model = MixtureOfTransformers(config, speech)
+    if config.mode == "dense":
+        load_weights(directory, model)
+    else:
+        found = speech_digest(speech)
+        if found != cfg.get("speech_digest"):
+            raise CheckpointError(f"{directory}: trained against the speech expert {cfg.get('speech_digest')}, "
+                                  f"given {found}: retrain the behaviour expert for this TTS")
+        load_weights(directory, model.behaviour)
+    return model.eval()

@@ -87,11 +87,13 @@ def sample_behaviour(model: MixtureOfTransformers, kv: list[tuple[torch.Tensor, 
     """Behaviour tokens (normalised) for one sequence, ``history`` clean tokens first.
 
     kv: the speech pass's keys/values, batch 1. boa / n_speech: BOA's position and the speech
-    length. n_tokens: tokens to generate after the history (frames 0 .. n_tokens - 1 of the
-    speech, or of a silent command). history: (config.history, D) normalised tokens of what came
-    before; None = the data mean (zeros). context: clean tokens kept in front of a window (whole
-    chunks). ``on_window`` receives each finished window (W, D) as soon as it is done (streaming).
-    Returns (history + n_tokens, D).
+    length. n_tokens: tokens to generate after the history. history: (config.history + done, D)
+    normalised clean tokens: what came before the speech, then the ``done`` frames of it already
+    generated (a streaming caller continues a sequence window by window; ``done`` a multiple of
+    the chunk); None = config.history tokens at the data mean (zeros). The new tokens are frames
+    done .. done + n_tokens - 1 of the speech (or of a silent command). context: clean tokens kept
+    in front of a window (whole chunks). ``on_window`` receives each finished window (W, D) as soon
+    as it is done. Returns (len(history) + n_tokens, D).
     """
     c = model.config
     s = settings or SamplerSettings()
@@ -102,18 +104,19 @@ def sample_behaviour(model: MixtureOfTransformers, kv: list[tuple[torch.Tensor, 
     dev = kv[0][0].device
     if history is None:
         history = torch.zeros(c.history, D, device=dev)
-    if history.shape != (c.history, D):
-        raise ValueError(f"history: expected ({c.history}, {D}) tokens, got {tuple(history.shape)}")
-    total = c.history + n_tokens
+    P = history.shape[0] if history.dim() == 2 else -1
+    if history.dim() != 2 or history.shape[1] != D or P < c.history or (P - c.history) % c.chunk:
+        raise ValueError(f"history: expected ({c.history} + a multiple of {c.chunk}, {D}) tokens, got {tuple(history.shape)}")
+    total = P + n_tokens
     if total > c.max_tokens:
-        raise ValueError(f"{n_tokens} behaviour tokens: the model takes at most {c.max_tokens - c.history} after its history")
+        raise ValueError(f"{total - c.history} behaviour tokens: the model takes at most {c.max_tokens - c.history} after its history")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     tokens = torch.zeros(total, D, device=dev)
-    tokens[:c.history] = history
+    tokens[:P] = history
     positions, visible = model.layout(torch.tensor([boa], device=dev), torch.tensor([n_speech], device=dev), total,
                                       torch.tensor([silent], device=dev))
     t0 = time.perf_counter()
-    start = c.history
+    start = P
     while start < total:
         end = min(start + s.window, total)
         lo = max(0, start - context)

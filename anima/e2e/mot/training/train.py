@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cond-drop", type=float, default=0.1, help="probability of dropping speech and text (default %(default)s)")
     parser.add_argument("--command-p", type=float, default=0.25, help="share of silent-command sequences (default %(default)s)")
     parser.add_argument("--val-every", type=int, default=200)
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop at this step of the --steps schedule (resume later to go on; ablations compare equal steps)")
 
 
 class Batcher:
@@ -212,7 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "train": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "data": str(args.data),
                      "cond_drop": args.cond_drop, "command_p": args.command_p, "preset": args.config,
                      "overrides": list(args.set)}}
-    state = train_loop(trainable, opt, step_fn, args.steps, out, cfg, save_every=args.save_every, desc=f"mot {args.mode}",
+    stop = args.steps if args.stop_at is None else min(args.stop_at, args.steps)
+    state = train_loop(trainable, opt, step_fn, stop, out, cfg, save_every=args.save_every, desc=f"mot {args.mode}",
                        progress=not args.quiet, rngs=[batcher.rng, val_batcher.rng, rng])
     distributed.close()
     last = state.history[-1] if state.history else {}
