@@ -221,7 +221,7 @@ def make_turn_taking(recovery: bool = True, end_of_turn: bool = True) -> Any:
 
 
 def _agent_stages(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None, talker: TTS,
-                  face: FaceAnimator, body: BodyAnimator) -> list[Stage]:
+                  face: FaceAnimator, body: BodyAnimator, body_stage: Stage | None = None) -> list[Stage]:
     """The agent side of the runtime, in pipeline order: turn-taking to body (no sink)."""
     from anima.body.stage import BodyStage
     from anima.core.echo import EchoCancellation
@@ -239,7 +239,7 @@ def _agent_stages(choice: AgentChoice, history: ConversationHistory, thinker: Th
         TalkerStage(talker, voice=choice.voice),
         Playout(),
         FaceStage(face),
-        BodyStage(body),
+        body_stage or BodyStage(body),
     ]
 
 
@@ -252,10 +252,10 @@ def _cascade(choice: AgentChoice, history: ConversationHistory, thinker: Thinker
 
 def _mot(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
     """The mixture of transformers speaks and moves: one model for talker, face and body."""
-    from anima.e2e.mot.engine import MoTAgent
+    from anima.e2e.mot.engine import MoTAgent, MoTBodyStage
 
     agent = MoTAgent.load(voice=choice.voice, seed=choice.seed)
-    return _agent_stages(choice, history, thinker, agent.talker, agent.face, agent.body)
+    return _agent_stages(choice, history, thinker, agent.talker, agent.face, agent.body, MoTBodyStage(agent.body))
 
 
 ENGINES.register("cascade", "five modules: Thinker, Talker, Face and Body on the streaming runtime", _cascade)

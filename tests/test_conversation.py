@@ -110,3 +110,10 @@ def test_agent_interrupts_s_is_read_and_checked():
     data["turns"][2]["agent_interrupts_s"] = -1
     with pytest.raises(ConversationError, match="agent_interrupts_s"):
         parse_conversation(data)
+
+
+def test_a_silent_reply_needs_a_gesture(tmp_path):
+    conv = load_conversation(write(tmp_path, 'turns:\n  - user: Do you agree?\n  - agent: ""\n    gesture: nod\n'))
+    assert conv.agent_turns[0].speech == "" and conv.agent_turns[0].gesture == "nod"
+    with pytest.raises(ConversationError, match="empty"):
+        load_conversation(write(tmp_path, 'turns:\n  - user: Do you agree?\n  - agent: ""\n'))

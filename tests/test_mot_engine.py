@@ -89,12 +89,39 @@ def test_face_and_body_play_the_track_on_the_media_clock(weights):
 
 def test_a_silent_command_moves_face_and_body_without_speech(weights):
     a = agent(weights)
-    a.body.push_prompt("nod", 2.0)
-    track = a.current
-    assert track is not None and track.start_s == 2.0 and track.done
+    track = a.command("nod", 2.0)
+    assert a.current is track and track.start_s == 2.0 and track.done
     assert abs(track.duration_s - 3.0) < 0.1
-    a.body.push_prompt("a person walks forward", 3.0)  # not a command: the idle body takes the prompt
-    assert a.current is track
+    silence = np.zeros(960, np.float32)
+    np.testing.assert_allclose(a.face.step(3.0, silence, silence), track.face_at(3.0), atol=1e-6)
+
+
+def test_the_body_stage_starts_commands_only_for_silent_replies(weights):
+    import asyncio
+
+    from anima.core.frames import TextPromptFrame, ThinkerPlanFrame
+    from anima.core.plan import ActionPlan
+    from anima.core.stage import DOWN
+    from anima.e2e.mot.engine import MoTBodyStage
+
+    a = agent(weights)
+    stage = MoTBodyStage(a.body)
+    stage.push_frame = _Collect()  # the stage's own offline clock stands at media time 0
+    asyncio.run(stage.process_frame(ThinkerPlanFrame(ActionPlan("Aye, sir.", gesture="nod"), turn_id=1), DOWN))
+    assert a.current is None  # words: the model moves while it speaks, no command
+    asyncio.run(stage.process_frame(ThinkerPlanFrame(ActionPlan("", gesture="nod"), turn_id=2), DOWN))
+    assert a.current is not None and a.current.done
+    first = a.current
+    asyncio.run(stage.process_frame(TextPromptFrame("look to the left"), DOWN))
+    assert a.current is not first
+
+
+class _Collect:
+    def __init__(self):
+        self.frames = []
+
+    async def __call__(self, frame, direction=None):
+        self.frames.append(frame)
 
 
 def test_cancel_stops_mid_utterance(weights):

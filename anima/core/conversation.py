@@ -16,6 +16,9 @@ Example::
       - user: Wait, what was that noise?
         barge_in_s: 2.5        # cut in 2.5 s after the previous agent turn started playing
       - agent: It is only the pumps ...
+      - user: Do you agree?
+      - agent: ""              # a silent reply: no words, only the gesture (it needs one)
+        gesture: nod
       - user: Let me tell you everything about my uncle's farm, it all began when ...
         agent_interrupts_s: 3  # the agent cuts the user off 3 s into this turn (and the user stops)
 
@@ -155,7 +158,8 @@ def parse_conversation(data: Any, base_dir: Path | None = None, source: Path | N
             user_turns.append(spec)
         else:
             _check_keys(tw, turn, AGENT_TURN_KEYS)
-            speech = _text(f"{tw}: agent", turn["agent"])
+            silent = turn["agent"] in ("", None) and "gesture" in turn  # a reply without words: only the gesture
+            speech = "" if silent else _text(f"{tw}: agent", turn["agent"])
             try:
                 plan = ActionPlan(
                     speech=speech,

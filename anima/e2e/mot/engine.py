@@ -11,9 +11,10 @@ session's mixture and shows three faces to the runtime:
   utterance opens with a ``sentence`` event whose text names its behaviour track.
 - ``agent.face`` (a ``FaceAnimator``) plays the track from the moment the playout schedules that
   event, on the media clock, and the procedural face's listening behaviour outside it (crossfaded).
-- ``agent.body`` (a ``BodyAnimator``) plays the track's body (HumanML3D-263 -> joints) the same way;
-  a motion prompt that names a silent command ("nod", "look left", "bow", ...) while the agent is not
-  speaking becomes a silent-command track played by face and body together.
+- ``agent.body`` (a ``BodyAnimator``) plays the track's body (HumanML3D-263 -> joints) the same way.
+- ``MoTBodyStage`` (the body stage of this engine) turns a reply without words whose gesture names a
+  silent command ("nod", "shake", "bow", "bye"), or a motion prompt that names one ("look left"),
+  into a silent-command track that face and body play together.
 
 Barge-in semantics are the runtime's: a cut stops the track where the audio stopped. The behaviour
 history of each utterance is the last 0.8 s the avatar actually showed.
@@ -34,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from anima.core.frames import SAMPLE_RATE, SpeechEvent
+from anima.body.stage import BodyStage
+from anima.core.frames import NS_PER_S, SAMPLE_RATE, Frame, SpeechEvent, TextPromptFrame, ThinkerPlanFrame
 from anima.core.plan import EMOTIONS
+from anima.core.stage import DOWN, Direction
 from anima.talker.base import SpeechChunk
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "weights" / "mot"
@@ -112,9 +115,10 @@ class MoTAgent:
     """One session's mixture of transformers; ``talker``, ``face`` and ``body`` plug into the runtime."""
 
     def __init__(self, kodama, mot, voice: str | None = None, seed: int = 0, settings=None) -> None:
-        from anima.e2e.mot.sampling import SamplerSettings
+        from anima.e2e.mot.sampling import SamplerSettings, SampleStats
 
         self.kodama, self.mot = kodama, mot
+        self.stats = SampleStats()  # behaviour-pass calls and seconds spent denoising, this session
         self.voice = voice
         self.seed = seed
         self.settings = settings or SamplerSettings()
@@ -309,7 +313,8 @@ class MoTTalker:
         seq = make_sequence(speech.config, ids, torch.stack(codes, dim=1))
         spk, emo = speech.condition(speaker, emotion)
         kv, _ = mot.speech_pass(spk, emo, seq["text"][None], seq["audio"][None], seq["is_audio"][None])
-        out = sample_behaviour(mot, kv, 2 + len(ids), kv[0][0].shape[2], count, past, self.agent.settings, seed=seed)
+        out = sample_behaviour(mot, kv, 2 + len(ids), kv[0][0].shape[2], count, past, self.agent.settings, seed=seed,
+                               stats=self.agent.stats)
         return out[-count:]
 
     def _release(self, track: Track, window, held: list, count: int,
@@ -383,13 +388,8 @@ class MoTBody:
         self._anchor: tuple[int, np.ndarray] | None = None  # (id of the track, root offset placing it on the idle body)
 
     def push_prompt(self, text: str, t_s: float) -> None:
-        command = command_for_prompt(text) if text else None
-        track = self.agent.current
-        speaking = track is not None and track.weight(t_s) > 0.0 and not track.done
-        if command is not None and not speaking:
-            self.agent.command(command, t_s)
-            return
-        self.idle.push_prompt("" if command is not None else text, t_s)  # during speech the model moves the body
+        """The idle body's prompt (outside the model's tracks); silent commands come through ``MoTBodyStage``."""
+        self.idle.push_prompt(text, t_s)
 
     def push_beats(self, times_s: Sequence[float], strengths: Sequence[float]) -> None:
         pass  # the model's body follows its own speech
@@ -422,3 +422,33 @@ class MoTBody:
         self.idle.reset()
         self.frame = 0
         self._anchor = None
+
+
+class MoTBodyStage(BodyStage):
+    """The body stage of the ``mot`` engine: plans and prompts go to the model, not to a gesture library.
+
+    A plan with speech leaves the body to the model (its track); a plan without words whose gesture
+    names a silent command, or a text prompt naming one, starts a silent-command track now.
+    """
+
+    def __init__(self, body: MoTBody) -> None:
+        super().__init__(body)
+        self.mot_body = body
+
+    async def process_frame(self, frame: Frame, direction: Direction) -> None:
+        if direction is DOWN and isinstance(frame, (ThinkerPlanFrame, TextPromptFrame)):
+            now_s = self.clock.now_ns() / NS_PER_S
+            if isinstance(frame, ThinkerPlanFrame):
+                self.replies.planned(frame.turn_id)
+                command = None if frame.plan.speech.strip() else command_for_prompt(frame.plan.gesture)
+                if command is None:
+                    self.mot_body.push_prompt("", now_s)  # speech: the model moves; no command: stay idle
+            else:
+                command = command_for_prompt(frame.text)
+                if command is None:
+                    self.mot_body.push_prompt(frame.text, now_s)
+            if command is not None:
+                self.mot_body.agent.command(command, now_s)
+            await self.push_frame(frame, direction)
+            return
+        await super().process_frame(frame, direction)
