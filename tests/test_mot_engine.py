@@ -166,3 +166,17 @@ def test_commands_from_prompts():
     assert command_for_prompt("a person waves goodbye") == "wave"
     assert command_for_prompt("bow to the guests") == "bow"
     assert command_for_prompt("walk forward") is None
+
+
+def test_cli_say_and_command(weights, tmp_path, capsys):
+    from anima.cli import main
+
+    common = ["--weights", str(weights / "mot"), "--talker", str(weights / "talker"), "--steps", "2"]
+    assert main(["mot", "say", "Aye, sir.", "-o", str(tmp_path / "say.wav"), *common]) == 0
+    saved = np.load(tmp_path / "say.npz")
+    assert saved["face"].shape[1] == 112 and saved["body263"].shape[1] == 263
+    assert main(["mot", "command", "bow", "-o", str(tmp_path / "bow.npz"), *common]) == 0
+    assert np.load(tmp_path / "bow.npz")["face"].shape == (76, 112)
+    assert main(["mot", "command", "dance", "-o", str(tmp_path / "x.npz"), *common]) == 2
+    assert main(["mot", "say", "", "-o", str(tmp_path / "x.wav"), *common]) == 2
+    assert "unknown command 'dance'" in capsys.readouterr().err
