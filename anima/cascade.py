@@ -85,6 +85,7 @@ def scripted_user(conversation: Conversation, seed: int, expect_generated_replie
         pause_s=conversation.pause_s,
         expect_final_reply=len(conversation.agent_turns) >= len(conversation.user_turns) or expect_generated_replies,
         seed=seed,
+        silent_replies=[i for i, plan in enumerate(conversation.agent_turns) if not plan.speech.strip()],
     )
 
 

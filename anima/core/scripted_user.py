@@ -9,7 +9,7 @@ reply stops, or ``barge_in_s`` after the reply *starts* when the script says the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,9 @@ class _Clip:
         return self.start_ns + int(self.samples.size * NS_PER_S / SAMPLE_RATE)
 
 
+SILENT_REPLY_NS = 3 * NS_PER_S  # how long a reply without words (a gesture) takes
+
+
 class ScriptedUser:
     """The user's side of a conversation, scheduled against the agent's turn events."""
 
@@ -61,7 +64,12 @@ class ScriptedUser:
         expect_final_reply: bool = True,
         reply_timeout_s: float = 15.0,
         seed: int = 0,
+        silent_replies: Sequence[int] = (),
     ) -> None:
+        """``silent_replies``: indices of the user turns the agent answers without words (a gesture):
+        the next turn starts ``SILENT_REPLY_S`` + the pause after such a turn, the session ends that
+        long after it if it is the last."""
+        self.silent_replies = frozenset(silent_replies)
         self.clips: list[_Clip] = []
         for spec in turns:
             if spec.wav is not None:
@@ -120,7 +128,9 @@ class ScriptedUser:
         started = self._agent_started_ns if (self._agent_started_ns or -1) >= prev.end_ns else None
         stopped = self._agent_stopped_ns if (self._agent_stopped_ns or -1) >= prev.end_ns else None
         pause_ns = int(clip.spec.pause_s * NS_PER_S) if clip.spec.pause_s is not None else self.pause_ns
-        if clip.spec.barge_in_s is not None and started is not None:
+        if self._next - 1 in self.silent_replies:  # the agent answered with a gesture: no speech to wait for
+            clip.start_ns = max(now_ns, prev.end_ns + SILENT_REPLY_NS + pause_ns)
+        elif clip.spec.barge_in_s is not None and started is not None:
             clip.start_ns = max(now_ns, started + int(clip.spec.barge_in_s * NS_PER_S))
         elif stopped is not None:
             clip.start_ns = max(now_ns, stopped + pause_ns)
@@ -171,6 +181,8 @@ class ScriptedUser:
         if not all(c.finished for c in self.clips):
             return False
         last_end = self._last_user_end_ns
+        if len(self.clips) - 1 in self.silent_replies:
+            return now_ns >= last_end + SILENT_REPLY_NS + self.tail_ns
         if self.expect_final_reply:
             stopped = self._agent_stopped_ns if (self._agent_stopped_ns or -1) >= last_end else None
             if stopped is None:
