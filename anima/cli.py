@@ -91,7 +91,7 @@ def _render(args: argparse.Namespace, conversation: Path) -> int:
         return 2
     try:
         result = render_conversation(conversation, args.output, options, progress=not args.quiet)
-    except (ConversationError, ValueError) as exc:
+    except (ConversationError, ValueError, FileNotFoundError) as exc:  # bad input, or weights a backend needs are missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SessionError as exc:  # a stage failed for good: the render stopped there

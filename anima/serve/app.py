@@ -164,8 +164,14 @@ def warm_up(config: ServeConfig) -> float:
         thinker.respond("Hello, who are you?")  # loads the embedder and the retriever's vectors
         _forget(thinker)
         getattr(thinker, "close", lambda: None)()
-    face, body = FACES.create(choice.face, seed=0), BODIES.create(choice.body, seed=0)
-    talker = TALKERS.create(choice.talker, voice=choice.voice)  # loads a neural voice's weights once
+    if choice.engine == "mot":  # one model is talker, face and body: load (and check) its weights now
+        from anima.e2e.mot.engine import MoTAgent
+
+        agent = MoTAgent.load(voice=choice.voice, seed=0)
+        face, body, talker = agent.face, agent.body, agent.talker
+    else:
+        face, body = FACES.create(choice.face, seed=0), BODIES.create(choice.body, seed=0)
+        talker = TALKERS.create(choice.talker, voice=choice.voice)  # loads a neural voice's weights once
     if "torch" in sys.modules:
         import torch
 

@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         serve_forever("anima.serve.app:worker_app", args.host, args.port, args.workers)
         return 0
     print(f"anima: warming up ({config.thinker} thinker, {config.face} face, {config.body} body) ...", flush=True)
-    seconds = warm_up(config)
+    try:
+        seconds = warm_up(config)
+    except (FileNotFoundError, ValueError) as exc:  # weights a backend needs are missing or do not fit
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"anima: ready in {seconds:.1f} s; open {url}", flush=True)
     serve_forever(create_app(config), args.host, args.port)
     return 0
