@@ -80,6 +80,10 @@ def table(result: dict) -> str:
             for name, r in rows.items():
                 lines.append(f"{name:10s} {r['fid']:6.2f} {r['body_jerk_mean']:9.1f} {r['face_param_jerk_mean']:9.1f} "
                              f"{r['lip_sync']:8.3f} {r['forwards_per_s']:10.1f} {r['compute_s_per_s']:10.3f}")
+    if result.get("speech_alone"):
+        sp = result["speech_alone"]
+        lines.append(f"speech expert (TTS alone, before): audio-code NLL {sp['audio_code_nll']:.4f}  PER {sp['per_generated']:.3f}"
+                     f"  weights {sp['digest']} (after training the expert mode's: {result['frozen_expert_digest']})")
     for mode, q in [("expert", result["quality"]), *result.get("ablation", {}).items()]:
         sp = q.get("speech")
         if sp:
@@ -121,6 +125,18 @@ def main() -> None:
         for run in args.ablation:
             q = evaluate(run, parts=("speech", "lip", "schedules"), **common)
             result["ablation"][q["mode"]] = q
+    if "speech" in args.parts:  # the TTS alone, before any behaviour was trained beside it, on the same measures
+        from anima.e2e.mot.model import load_mot, speech_digest
+        from anima.e2e.mot.training.evaluate import speech_ability
+        from anima.talker.model.kodama_tts import load_kodama_tts
+        from anima.talker.model.phoneme_judge import PhonemeJudge
+        from anima.talker.model.tokenizer import SpeechTokenizer
+
+        alone, _ = load_kodama_tts(args.talker / "tts")
+        result["speech_alone"] = speech_ability(alone, SpeechTokenizer.from_pretrained(args.talker / "tokenizer"),
+                                                PhonemeJudge.from_pretrained(args.talker / "judge"), common["talker_corpus"])
+        result["speech_alone"]["digest"] = speech_digest(alone)
+        result["frozen_expert_digest"] = speech_digest(load_mot(args.mot, speech=alone).speech)
     if "speed" in args.parts:
         result["speed"] = speed(args.mot, args.talker, args.steps)
     print(table(result))

@@ -306,3 +306,15 @@ def test_patience_and_urgent_words_cut_in_and_ordinary_turns_do_not():
     assert policy.consider("so anyway", 31.0) == "patience"
     with pytest.raises(ValueError, match="NaN"):
         PatienceInterjector(patience_s=float("nan"))
+
+
+def test_a_silent_reply_takes_its_gesture_time_not_the_reply_timeout():
+    turns = [UserTurnSpec("do you agree"), UserTurnSpec("thank you")]
+    replies = [ActionPlan("", gesture="nod"), ActionPlan("you are welcome")]
+    session, _, after = _session(turns, replies)
+    session.source.silent_replies = frozenset({0})  # the cascade passes the indices of replies without words
+    _run(session)
+    first, second = session.source.clips
+    gap_s = (second.start_ns - first.end_ns) / NS_PER_S
+    assert 3.0 <= gap_s < 3.0 + 0.4 + 0.1  # the gesture's 3 s and the pause, not the 15 s reply timeout
+    assert len(after.of_type(AgentStartedSpeakingFrame)) == 1  # only the reply with words is spoken
