@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from anima.checkpoint import CheckpointError, save_checkpoint
+from anima.core.frames import SpeechEvent
 from anima.e2e.mot.engine import MoTAgent, command_for_prompt
 from anima.e2e.mot.model import MixtureOfTransformers, MoTConfig, load_mot
 from anima.talker.data.phonemize import phonemize
@@ -76,21 +77,26 @@ def test_face_and_body_play_the_track_on_the_media_clock(weights):
     silence = np.zeros(960, np.float32)
     before = a.face.step(0.0, silence, silence)
     a.face.schedule_speech([(1.0, chunks[0].events[0])])  # the playout will play it from media time 1.0
-    assert track.start_s == 1.0 and a.current is track
+    assert track.start_s == 1.0 and a.track_at(1.0) is track and a.track_at(0.9) is None
     mid = 1.0 + track.duration_s / 2
     assert track.weight(mid) == 1.0 and track.weight(0.5) == 0.0
     np.testing.assert_allclose(a.face.step(mid, silence, silence), track.face_at(mid), atol=1e-6)
     assert before.shape == (112,)
     frames = [a.body.next_frame() for _ in range(round((mid + 0.5) * 20))]
     assert all(f.shape == (22, 3) and np.isfinite(f).all() for f in frames)
-    a.face.cut_speech(mid)  # barge-in: the track ends where the audio went silent
+    later = a.talker.stream("Aye, sir.")
+    key = next(later).events[0].text
+    list(later)
+    a.face.schedule_speech([(mid + 5.0, SpeechEvent("sentence", 0.0, key))])  # queued behind it
+    a.face.cut_speech(mid)  # barge-in: the track ends where the audio went silent, the queued one never plays
     assert track.end_s() == mid and track.weight(mid + 1.0) == 0.0
+    assert key not in a.tracks and a.track_at(mid + 6.0) is track
 
 
 def test_a_silent_command_moves_face_and_body_without_speech(weights):
     a = agent(weights)
     track = a.command("nod", 2.0)
-    assert a.current is track and track.start_s == 2.0 and track.done
+    assert a.track_at(2.5) is track and track.start_s == 2.0 and track.done
     assert abs(track.duration_s - 3.0) < 0.1
     silence = np.zeros(960, np.float32)
     np.testing.assert_allclose(a.face.step(3.0, silence, silence), track.face_at(3.0), atol=1e-6)
@@ -108,12 +114,12 @@ def test_the_body_stage_starts_commands_only_for_silent_replies(weights):
     stage = MoTBodyStage(a.body)
     stage.push_frame = _Collect()  # the stage's own offline clock stands at media time 0
     asyncio.run(stage.process_frame(ThinkerPlanFrame(ActionPlan("Aye, sir.", gesture="nod"), turn_id=1), DOWN))
-    assert a.current is None  # words: the model moves while it speaks, no command
+    assert a.track_at(0.0) is None  # words: the model moves while it speaks, no command
     asyncio.run(stage.process_frame(ThinkerPlanFrame(ActionPlan("", gesture="nod"), turn_id=2), DOWN))
-    assert a.current is not None and a.current.done
-    first = a.current
+    first = a.track_at(0.0)
+    assert first is not None and first.done
     asyncio.run(stage.process_frame(TextPromptFrame("look to the left"), DOWN))
-    assert a.current is not first
+    assert a.track_at(0.0) is not first
 
 
 class _Collect:

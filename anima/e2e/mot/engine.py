@@ -123,7 +123,6 @@ class MoTAgent:
         self.seed = seed
         self.settings = settings or SamplerSettings()
         self.tracks: dict[str, Track] = {}
-        self.current: Track | None = None  # the track the face found playing last
         self.lock = threading.Lock()
         self._count = 0
         H = mot.config.history
@@ -145,6 +144,19 @@ class MoTAgent:
                                     "or use --engine cascade")
         kodama = KodamaTTS.load(talker_dir or TALKER_WEIGHTS)
         return cls(kodama, _shared_mot(directory, kodama), **kwargs)
+
+    def track_at(self, t_s: float) -> Track | None:
+        """The track playing at media time ``t_s``: the latest one started by then (older ones are dropped)."""
+        with self.lock:
+            started = [(k, tr) for k, tr in self.tracks.items() if tr.start_s is not None and tr.start_s <= t_s]
+            if not started:
+                return None
+            order = {k: i for i, k in enumerate(self.tracks)}  # the newer track wins a tie
+            key, track = max(started, key=lambda kv: (kv[1].start_s, order[kv[0]]))
+            for k, tr in started:  # a track that started before the playing one is over
+                if tr is not track:
+                    del self.tracks[k]
+            return track
 
     def new_key(self) -> str:
         with self.lock:
@@ -184,8 +196,18 @@ class MoTAgent:
         key = self.new_key()
         with self.lock:
             self.tracks[key] = track
-            self.current = track
         return track
+
+    def cut(self, t_s: float) -> None:
+        """Barge-in at media time ``t_s``: what plays stops there, what was scheduled later never plays."""
+        with self.lock:
+            for key, track in list(self.tracks.items()):
+                if track.start_s is None:
+                    continue
+                if track.start_s > t_s:
+                    del self.tracks[key]
+                elif track.cut_s is None or t_s < track.cut_s:
+                    track.cut_s = t_s
 
 
 _MOT_CACHE: dict[tuple[Path, int], object] = {}
@@ -344,12 +366,9 @@ class MoTFace:
                 track = self.agent.tracks.get(ev.text)
                 if track is not None:
                     track.start_s = media_t - ev.time_s
-                    self.agent.current = track
 
     def cut_speech(self, t_s: float) -> None:
-        track = self.agent.current
-        if track is not None and track.start_s is not None and (track.cut_s is None or t_s < track.cut_s):
-            track.cut_s = max(t_s, track.start_s)
+        self.agent.cut(t_s)
 
     def set_emotion(self, emotion: str, t_s: float) -> None:
         self.idle.set_emotion(emotion, t_s)
@@ -359,7 +378,7 @@ class MoTFace:
 
     def step(self, t_s: float, own_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
         idle = self.idle.step(t_s, np.zeros_like(own_audio), other_audio)  # the track speaks, the idle face listens
-        track = self.agent.current
+        track = self.agent.track_at(t_s)
         w = track.weight(t_s) if track is not None else 0.0
         face = idle
         if w > 0.0:
@@ -371,7 +390,8 @@ class MoTFace:
 
     def reset(self) -> None:
         self.idle.reset()
-        self.agent.current = None
+        with self.agent.lock:
+            self.agent.tracks.clear()
 
 
 class MoTBody:
@@ -396,15 +416,13 @@ class MoTBody:
 
     def interrupt(self, t_s: float) -> None:
         self.idle.interrupt(t_s)
-        track = self.agent.current
-        if track is not None and track.start_s is not None and (track.cut_s is None or t_s < track.cut_s):
-            track.cut_s = max(t_s, track.start_s)
+        self.agent.cut(t_s)
 
     def next_frame(self) -> np.ndarray:
         t_s = self.frame / BODY_FPS
         self.frame += 1
         idle = np.asarray(self.idle.next_frame(), np.float64)  # (22, 3)
-        track = self.agent.current
+        track = self.agent.track_at(t_s)
         w = track.weight(t_s) if track is not None else 0.0
         joints = idle
         if w > 0.0:
