@@ -164,20 +164,16 @@ class MoTAgent:
             return f"{TRACK_PREFIX}{self._count}"
 
     def history(self) -> np.ndarray:
-        """The last 0.8 s the avatar showed as (history, 750) raw tokens (the data's first pose before anything was shown)."""
-        from anima.body.data.humanml3d import extract_features
-        from anima.e2e.mot.behaviour import BODY_DIM, FACE_DIM, pack
+        """The last 0.8 s the avatar showed as (history, 750) raw tokens (the data mean before enough was shown)."""
+        from anima.body.data.humanml3d import features_from_video_joints
+        from anima.e2e.mot.behaviour import pack
 
         H = self.mot.config.history
-        be = self.mot.behaviour
-        mean = be.mean.numpy()
+        mean = self.mot.behaviour.mean.numpy()
         if len(self.shown_face) < 2 * H or len(self.shown_joints) < 3:
             return np.tile(mean, (H, 1))
-        face = np.stack(self.shown_face)  # (2H, 112)
-        joints = np.stack(self.shown_joints).astype(np.float64)  # (T20, 22, 3)
-        feats = extract_features(joints)
-        feats = np.concatenate([feats, feats[-1:]]).astype(np.float32)  # (T20, 263)
-        tokens = pack(face[:, :FACE_DIM], feats[:, :BODY_DIM])
+        feats = features_from_video_joints(np.stack(self.shown_joints), BODY_FPS)  # (T20, 263): the joints are at 20 fps
+        tokens = pack(np.stack(self.shown_face), feats)  # (2H, 112) face + body -> tokens
         return tokens[-H:] if len(tokens) >= H else np.tile(mean, (H, 1))
 
     def command(self, command: str, t_s: float) -> Track:

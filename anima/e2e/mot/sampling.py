@@ -137,7 +137,7 @@ def sample_behaviour(model: MixtureOfTransformers, kv: list[tuple[torch.Tensor, 
             if not moving.any():
                 continue
             v = _guided_v(model, kv, tokens[lo:start], z, now, positions[:, lo:end], visible[:, lo:end], hist_noise, s, stats)
-            a, sg = alpha_sigma(now)[0][:, None], alpha_sigma(now)[1][:, None]
+            a, sg = (x[:, None] for x in alpha_sigma(now))
             x0, eps = a * z - sg * v, sg * z + a * v
             x0 = x0.masked_fill(fixed, 0.0)  # dimensions constant in the data stay at its value
             a2, s2 = alpha_sigma(nxt)

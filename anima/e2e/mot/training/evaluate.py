@@ -40,6 +40,11 @@ def _face_body(tokens: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray
     return unpack(tokens[history:])
 
 
+def _real(item, history: int) -> np.ndarray:
+    """An item's recorded behaviour as the model sees it: its last ``history`` tokens before the speech, then the speech's."""
+    return item.behaviour[-(history + item.codes.shape[1]):]
+
+
 def lip_sync_eval(mot, tokenizer, items: list, settings: SamplerSettings, seed: int = 0) -> dict[str, Any]:
     """Lip sync on generated speech, on given audio, and of the corpus face on that audio."""
     from anima.e2e.mot.training.metrics import frozen_fraction, lip_sync
@@ -47,7 +52,7 @@ def lip_sync_eval(mot, tokenizer, items: list, settings: SamplerSettings, seed: 
     H = mot.config.history
     generated, given, corpus, lags, frozen = [], [], [], [], []
     for i, it in enumerate(items):
-        hist = it.behaviour[-(H + it.codes.shape[1]):][:H]
+        hist = _real(it, H)[:H]
         _, audio, tokens = speak(mot, tokenizer, it.phonemes, it.speaker, it.emotion, hist, settings, seed=seed + i)
         face, _ = _face_body(tokens, H)
         r, lag = lip_sync(face[: len(audio) * 25 // 24000], audio)
@@ -58,7 +63,7 @@ def lip_sync_eval(mot, tokenizer, items: list, settings: SamplerSettings, seed: 
         tokens = behave_to_audio(mot, it.phonemes, it.codes, it.speaker, it.emotion, hist, settings, seed=seed + i)
         face, _ = _face_body(tokens, H)
         given.append(lip_sync(face[: len(real_audio) * 25 // 24000], real_audio)[0])
-        real_face, _ = _face_body(it.behaviour[-(H + it.codes.shape[1]):], H)
+        real_face, _ = _face_body(_real(it, H), H)
         corpus.append(lip_sync(real_face[: len(real_audio) * 25 // 24000], real_audio)[0])
     return {"sentences": len(items), "generated_speech": _mean(generated), "generated_lag_frames": _mean(lags),
             "given_audio": _mean(given), "corpus_face_on_same_audio": _mean(corpus), "frozen_fraction": _mean(frozen),
@@ -99,13 +104,13 @@ def schedule_eval(mot, tokenizer, evaluator, items: list, settings: SamplerSetti
     real, fake, jerks, syncs = [], [], [], []
     seconds = 0.0
     for i, it in enumerate(items):
-        hist = it.behaviour[-(H + it.codes.shape[1]):][:H]
+        hist = _real(it, H)[:H]
         tokens = behave_to_audio(mot, it.phonemes, it.codes, it.speaker, it.emotion, hist, settings, seed=seed + i,
                                  stats=stats)
         seconds += it.codes.shape[1] * FRAME_S
         face, body = _face_body(tokens, H)
         fake.append((face, body))
-        real.append(_face_body(it.behaviour[-(H + it.codes.shape[1]):], H))
+        real.append(_face_body(_real(it, H), H))
         jerks.append(jerk(face, body))
         audio = tokenizer.decode(torch.as_tensor(it.codes.astype(np.int64))[None])[0].numpy()
         syncs.append(lip_sync(face[: len(audio) * 25 // 24000], audio)[0])
