@@ -177,3 +177,41 @@ def test_shorten_keeps_the_clauses_that_answer_and_never_breaks_one_when_asked()
     assert "21st day of March" in short and "reached the South Pole" in short
     assert shorten(text, 3, {"march"}, whole_clauses=True) == ""
     assert len(shorten(text, 3, {"march"}).split()) <= 3
+
+
+def _open_and_check(home: str, out, barrier) -> None:
+    """One process: open the user's world copy, then check the file a second thread opens is the one
+    this process opened and migrated (a concurrent refresh used to swap it for an unmigrated copy)."""
+    import os
+    import threading
+    import time
+
+    os.environ["ANIMA_HOME"] = home
+    barrier.wait(60)
+    world = World.open_default()
+    first = os.fstat(os.open(world.path, os.O_RDONLY)).st_ino
+    time.sleep(0.3)  # the other processes finish their copies meanwhile
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(
+        world.conn.execute("SELECT count(*) FROM turn_rewards").fetchone()[0]))
+    thread.start()
+    thread.join()
+    out.put((first, os.stat(world.path).st_ino, seen))
+
+
+def test_processes_starting_together_share_one_migrated_user_copy(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out, barrier = ctx.Queue(), ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_and_check, args=(str(tmp_path), out, barrier)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert all(first == now and seen == [0] for first, now, seen in results), results
+    copy = tmp_path / "worlds" / "twenty-thousand-leagues.db"
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert not list(copy.parent.glob("*.copy-*"))

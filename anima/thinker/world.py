@@ -329,32 +329,56 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 def user_copy(asset: Path) -> Path:
     """The user's writable copy of a shipped world (created, or refreshed when the shipped world
-    changed, keeping the session memory of the old copy)."""
+    changed, keeping the session memory of the old copy), always at SCHEMA_VERSION.
+
+    Processes starting together (``anima serve --workers N``) take turns under a file lock: without
+    it a second worker replaced the copy the first had already opened and migrated, so the first
+    one's later connections found an unmigrated file and its writes went to an unlinked one.
+    """
     if not asset.is_file():
         raise WorldError(f"{asset}: the shipped world is missing; build one with "
                          "`anima world build NOVEL_DIR -o world.db` and pass --world world.db")
     target = data_home() / "worlds" / asset.name
     shipped = read_meta(asset) or {}
-    current = read_meta(target)
-    if current is not None and current.get("build_id") == shipped.get("build_id"):
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".copy-{os.getpid()}")
-    shutil.copyfile(asset, tmp)
-    if current is not None:
-        old = _connect(target, readonly=False)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        current = read_meta(target)
+        if current is not None and current.get("build_id") == shipped.get("build_id"):
+            return target
+        tmp = target.with_name(target.name + f".copy-{os.getpid()}")
+        shutil.copyfile(asset, tmp)
         new = _connect(tmp, readonly=False)
+        old = _connect(target, readonly=False) if current is not None else None
         try:
-            migrate(new, str(tmp))  # the shipped file may be an older schema than the copy's memory
-            with transaction(new):
-                n = carry_memory(old, new)
-            log.info("refreshed %s from the shipped world, kept %d remembered facts", target, n)
-            old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            migrate(new, str(tmp))  # the shipped file may be an older schema than this anima (or the copy's memory)
+            if old is not None:
+                with transaction(new):
+                    n = carry_memory(old, new)
+                log.info("refreshed %s from the shipped world, kept %d remembered facts", target, n)
+                old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            new.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
-            old.close()
             new.close()
-    replace_file(tmp, target)
+            if old is not None:
+                old.close()
+        replace_file(tmp, target)
     return target
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` between processes (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the documented setup there
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def replace_file(tmp: Path, target: Path) -> None:
