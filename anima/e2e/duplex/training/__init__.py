@@ -1,0 +1,1 @@
+"""Training the duplex decoder and its motion codec (never imported by the runtime)."""
