@@ -62,8 +62,10 @@ def build_stages(conversation: Conversation, out_path: Path, options: CascadeOpt
     ]
 
 
-def scripted_user(conversation: Conversation, seed: int, expect_generated_replies: bool = False) -> ScriptedUser:
-    """The user's side of the conversation, voiced with espeak-ng (or read from WAV files)."""
+def scripted_user(conversation: Conversation, seed: int, expect_generated_replies: bool = False,
+                  reply_timeout_s: float = 15.0) -> ScriptedUser:
+    """The user's side of the conversation, voiced with espeak-ng (or read from WAV files). The user
+    waits at most ``reply_timeout_s`` after a turn for the agent to answer (and stop), then goes on."""
     from anima.core.audio import load_wav
     from anima.talker.espeak import EspeakTTS
 
@@ -83,6 +85,7 @@ def scripted_user(conversation: Conversation, seed: int, expect_generated_replie
         synthesize,
         load_wav,
         pause_s=conversation.pause_s,
+        reply_timeout_s=reply_timeout_s,
         expect_final_reply=len(conversation.agent_turns) >= len(conversation.user_turns) or expect_generated_replies,
         seed=seed,
         silent_replies=[i for i, plan in enumerate(conversation.agent_turns) if not plan.speech.strip()],
@@ -100,7 +103,9 @@ async def render_async(conversation: Conversation, out_path: Path, options: Casc
     out_path.parent.mkdir(parents=True, exist_ok=True)
     seed = conversation.seed if options.seed is None else options.seed
     stages = build_stages(conversation, out_path, options, history)
-    source = scripted_user(conversation, seed, expect_generated_replies=options.thinker != "scripted")
+    # The end-to-end decoder decides itself whether and how long to answer: a visitor waits 5 s, not 15.
+    source = scripted_user(conversation, seed, expect_generated_replies=options.thinker != "scripted" or options.engine == "e2e",
+                           reply_timeout_s=5.0 if options.engine == "e2e" else 15.0)
     if any(t.agent_interrupts_s is not None for t in conversation.user_turns):  # the script has the agent cut in
         from anima.core.duplex import TurnTaking
 
@@ -138,7 +143,8 @@ def render_conversation(path: str | Path, out_path: str | Path, options: Cascade
     """Render a conversation file to an MP4 (H.264 + AAC). Raises ConversationError on a bad file."""
     options = options or CascadeOptions()
     THINKERS.check(options.thinker)
-    conversation = load_conversation(path, scripted=options.thinker == "scripted")
+    # The end-to-end engine writes its own replies: agent turns in the file are not needed (nor used).
+    conversation = load_conversation(path, scripted=options.thinker == "scripted" and options.engine != "e2e")
     return asyncio.run(render_async(conversation, Path(out_path), options, progress))
 
 

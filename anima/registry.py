@@ -258,9 +258,20 @@ def _mot(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | N
     return _agent_stages(choice, history, thinker, agent.talker, agent.face, agent.body, MoTBodyStage(agent.body))
 
 
+def _e2e(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | None = None) -> list[Stage]:
+    """The end-to-end duplex decoder hears the user and writes voice, face and body (no Thinker)."""
+    from anima.core.echo import EchoCancellation
+    from anima.e2e.duplex.engine import DuplexAgent, DuplexStage
+
+    agent = DuplexAgent.load(character=choice.thinker_spec.character, seed=choice.seed)
+    return [EchoCancellation(), DuplexStage(agent)]
+
+
 ENGINES.register("cascade", "five modules: Thinker, Talker, Face and Body on the streaming runtime", _cascade)
 ENGINES.register("mot", "mixture of transformers: the frozen Kodama TTS and a behaviour expert write speech, face and body "
                  "(weights: docs/mot.md)", _mot)
+ENGINES.register("e2e", "end-to-end duplex decoder: one transformer hears the user and writes voice, face and body "
+                 "(weights: docs/duplex.md)", _e2e)
 
 
 def add_backend_arguments(parser: Any, body_default: str = "flood", thinker: bool = False) -> None:

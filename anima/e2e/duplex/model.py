@@ -50,7 +50,8 @@ class DuplexConfig:
     d_prompt: int = 384  # text prompt embedding (anima.embed MiniLM)
     d_traj: int = 66  # joint velocities per frame (22 joints x 3)
     traj_scale: float = 1.0  # joint velocities are divided by this (their std in the training data)
-    n_identity: int = 4  # characters (anima.e2e.duplex.training.data.CHARACTERS); index n_identity = empty
+    n_identity: int = 4  # learnable identities; index n_identity = empty
+    identities: tuple[str, ...] = ()  # the character each identity index stands for (persona keys)
     n_layer: int = 6
     n_head: int = 4
     d_model: int = 256
@@ -487,6 +488,8 @@ def load_duplex(directory: str | Path) -> DuplexDecoder:
     unknown = sorted(set(cfg.get("model", {})) - known)
     if unknown:
         raise CheckpointError(f"{directory}: config has fields this code does not know: {unknown}")
-    model = DuplexDecoder(DuplexConfig(**cfg["model"]))
+    fields = dict(cfg["model"])
+    fields["identities"] = tuple(fields.get("identities", ()))  # JSON has lists
+    model = DuplexDecoder(DuplexConfig(**fields))
     load_weights(directory, model)
     return model.eval()
