@@ -21,7 +21,7 @@ from anima.registry import add_backend_arguments
 # Modules that add their own subcommands with ``register(subparsers)``; each sets ``func`` on its
 # parsers (called with the parsed args, returns the exit code).
 COMMAND_MODULES = ("anima.body.cli", "anima.face.cli", "anima.thinker.cli", "anima.serve.cli", "anima.talker.cli", "anima.asr.cli",
-                   "anima.e2e.cli", "anima.e2e.mot.cli")
+                   "anima.e2e.cli", "anima.e2e.mot.cli", "anima.e2e.duplex.cli")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:

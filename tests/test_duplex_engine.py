@@ -93,3 +93,22 @@ def test_render_a_conversation_with_the_e2e_engine(weights, tmp_path, monkeypatc
     result = render_conversation(conv, out, CascadeOptions(engine="e2e", character="ned", width=320, height=180), progress=False)
     assert out.is_file() and out.stat().st_size > 10_000
     assert not result.failed and not result.errors and result.media_s > 3.0
+
+
+def test_cli_listen_writes_the_answer_beside_the_user(weights, tmp_path, capsys):
+    import soundfile as sf
+
+    from anima.cli import main
+
+    user = tmp_path / "user.wav"
+    sf.write(str(user), _speech(1.0), 16_000)  # 1.5 s at another rate: resampled on the way in
+    out = tmp_path / "answer.wav"
+    assert main(["duplex", "listen", str(user), "-o", str(out), "--weights", str(weights[0]), "--talker", str(weights[1]),
+                 "--character", "nemo"]) == 0
+    audio, rate = sf.read(str(out))
+    assert rate == 24_000 and audio.ndim == 2 and audio.shape[1] == 2 and abs(audio.shape[0] - 1.5 * 24_000) <= 1920
+    shown = np.load(out.with_suffix(".npz"))
+    assert shown["face"].shape[1:] == (112,) and shown["joints"].shape[1:] == (22, 3)
+    assert main(["duplex", "listen", str(tmp_path / "missing.wav"), "-o", str(out), "--weights", str(weights[0]),
+                 "--talker", str(weights[1])]) == 2
+    assert "missing.wav" in capsys.readouterr().err
