@@ -68,6 +68,7 @@ BARGE_IN_STOP_S = 0.3  # the agent must stop this soon after a user onset
 INTERRUPT_AFTER_S = 0.3  # an agent onset this far into a user segment is an interruption
 MATCH_S = 1.0  # an interruption matches a corpus cut-in within this
 SPEECH_PHONEMES_PER_S = 4.0  # a speech stretch is speech-like when the judge hears at least this rate
+JUDGE_CHUNK_S = 20.0  # the judge hears long stretches in pieces of at most this (bounded attention memory)
 LIVE_OFFSET_S = 2 * STEP_SAMPLES / SAMPLE_RATE  # live: user chunk i is heard, frame i-1 plays after it ends
 NOT_A_TURN_END = ("backchannel",)  # user turns after which the agent is not expected to reply
 
@@ -321,12 +322,18 @@ def _clip(audio: np.ndarray, a: float, b: float) -> np.ndarray:
     return audio[max(0, int(round(a * SAMPLE_RATE))):max(0, int(round(b * SAMPLE_RATE)))]
 
 
+def recognize(judge, clip: np.ndarray) -> list[str]:
+    """The judge's phonemes of (N,) samples, heard JUDGE_CHUNK_S at a time; [] for no samples."""
+    n = int(JUDGE_CHUNK_S * SAMPLE_RATE)
+    return [p for i in range(0, clip.size, n) for p in judge.recognize(clip[i:i + n])]
+
+
 def speech_likeness(judge, audio: np.ndarray, segments: Sequence[Segment]) -> list[dict[str, float]]:
     """(6) per speech stretch: its length and the judge's non-silence phonemes per second."""
     rows = []
     for a, b in segments:
         clip = _clip(audio, a, b)
-        n = len(judge.recognize(clip)) if clip.size else 0
+        n = len(recognize(judge, clip))
         rows.append({"duration_s": b - a, "phonemes_per_s": n / max(b - a, 1e-9)})
     return rows
 
@@ -358,7 +365,7 @@ def per_rows(judge, meta: dict[str, Any], g_audio: np.ndarray, c_audio: np.ndarr
         hyp = {}
         for name, audio in (("g", g_audio), ("cascade", c_audio)):
             clip = _clip(audio, a, b)
-            hyp[name] = judge.recognize(clip) if clip.size else []
+            hyp[name] = recognize(judge, clip)
         rows.append({"ref": ref, "g": hyp["g"], "cascade": hyp["cascade"]})
     return rows
 
