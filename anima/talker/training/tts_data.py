@@ -68,7 +68,7 @@ def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: i
     """The utterances of one split that have token files and fit the model's limits."""
     corpus = Path(corpus)
     index = {s: i for i, s in enumerate(config.symbols)}
-    items, missing, too_long = [], 0, 0
+    items, missing, too_long, foreign = [], 0, 0, 0
     for u in read_manifest(corpus, split):
         path = corpus / TOKENS_DIR / f"{u.id}.npy"
         if not path.is_file():
@@ -81,8 +81,10 @@ def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: i
             raise ValueError(f"{path}: codes outside [0, {config.codebook_size})")
         symbols = normalize_phonemes([p[0] for p in u.phonemes])
         unknown = sorted({s for s in symbols if s not in index})
-        if unknown:
-            raise ValueError(f"{u.id}: phonemes {unknown} are not in the model's inventory (corpus phonemes.json changed?)")
+        if unknown:  # a corpus grown after the model was made (its inventory is fixed): the model cannot read it
+            foreign += 1
+            logger.warning("%s: skipped, phonemes %s are not in the model's inventory", u.id, unknown)
+            continue
         if not symbols or codes.shape[1] == 0:
             continue
         if len(symbols) > config.max_phonemes or codes.shape[1] + 1 > config.max_frames:
@@ -99,9 +101,9 @@ def load_items(corpus: str | Path, split: str, config: KodamaTTSConfig, limit: i
         items.append(TTSItem(u.id, u.voice, np.array([index[s] for s in symbols], np.int64), codes, speaker, emotion, align))
         if limit is not None and len(items) >= limit:
             break
-    if missing or too_long:
-        logger.info("%s/%s: %d utterances, %d without tokens/, %d over the model's limits", corpus, split,
-                    len(items), missing, too_long)
+    if missing or too_long or foreign:
+        logger.info("%s/%s: %d utterances, %d without tokens/, %d over the model's limits, %d with unknown phonemes",
+                    corpus, split, len(items), missing, too_long, foreign)
     if not items:
         raise ValueError(f"{corpus}: no {split} utterance has codes in {TOKENS_DIR}/ "
                          f"({missing} missing): run the tokenize step first")
