@@ -264,7 +264,23 @@ def _e2e(choice: AgentChoice, history: ConversationHistory, thinker: Thinker | N
     from anima.e2e.duplex.engine import DuplexAgent, DuplexStage
 
     agent = DuplexAgent.load(character=choice.thinker_spec.character, seed=choice.seed)
-    return [EchoCancellation(), DuplexStage(agent)]
+    return [EchoCancellation(), DuplexStage(agent, planner=_e2e_planner(choice), character=choice.thinker_spec.character)]
+
+
+def _e2e_planner(choice: AgentChoice) -> Any:
+    """The decoder's asynchronous planner: the story thinker's plans (it does not write the visitor's
+    memory: the agent's words are the decoder's, not the plan's), through the LLM slot when one is
+    configured. None for the scripted thinker (no thinker to plan with)."""
+    if choice.thinker != "story":
+        return None
+    from anima.e2e.duplex.planner import LLMPlanner, StoryPlanner
+    from anima.thinker.story import StoryThinker, llm_config_from_env
+
+    spec = choice.thinker_spec
+    story = StoryPlanner(StoryThinker.create(character=spec.character, story_time=spec.story_time, world=spec.world,
+                                             remember=False))
+    llm = llm_config_from_env()
+    return LLMPlanner(llm, fallback=story) if llm is not None else story
 
 
 ENGINES.register("cascade", "five modules: Thinker, Talker, Face and Body on the streaming runtime", _cascade)

@@ -24,7 +24,7 @@ def weights(tmp_path_factory) -> tuple[Path, Path]:
     save_checkpoint(root / "talker" / "tokenizer", tokenizer, {"tokenizer": config_to_dict(CONFIGS["tiny"])}, 0)
     codec = MotionCodec(MotionCodecConfig(latent=8, d_model=32, n_head=2, window=6)).eval()
     codec.save(root / "weights" / "motion")
-    config = DuplexConfig.preset("tiny", identities=("nemo", "ned"), n_identity=2)
+    config = DuplexConfig.preset("tiny", identities=("nemo", "ned"), n_identity=2, d_prompt=384)
     model = DuplexDecoder(config)
     save_checkpoint(root / "weights" / "g", model, {**config_dict(config), "tokenizer_digest": tokenizer.code_digest()}, 0)
     return root / "weights", root / "talker"
@@ -60,6 +60,9 @@ def test_the_safety_cap_silences_an_agent_talking_over_the_user(weights):
     assert all(not r.audio.any() for r in capped[5:])
     agent.user_speaking = False
     assert not agent.step(user[:STEP_SAMPLES]).capped
+    agent.prompt = np.zeros(16, np.float32)
+    with pytest.raises(ValueError, match="prompt"):
+        agent.step(user[:STEP_SAMPLES])
 
 
 def test_bad_input_and_weights(weights, tmp_path):
@@ -112,3 +115,49 @@ def test_cli_listen_writes_the_answer_beside_the_user(weights, tmp_path, capsys)
     assert main(["duplex", "listen", str(tmp_path / "missing.wav"), "-o", str(out), "--weights", str(weights[0]),
                  "--talker", str(weights[1])]) == 2
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_the_stage_plays_a_tick_at_a_time_and_the_planner_sets_the_prompt(weights):
+    import asyncio
+
+    from anima.core.frames import (
+        NS_PER_S,
+        BodyPoseFrame,
+        FaceParamsFrame,
+        PlayedAudioFrame,
+        TickFrame,
+        UserAudioFrame,
+        UserTranscriptFrame,
+    )
+    from anima.core.plan import ActionPlan
+    from anima.e2e.duplex.engine import DuplexStage
+    from anima.e2e.duplex.planner import StoryPlanner
+    from anima.testing.harness import run_frames
+
+    class Thinker:  # a fake story thinker: always the same plan
+        def respond(self, utterance, context):
+            return ActionPlan(speech="Aye.", emotion="proud", gesture="bow")
+
+    agent = DuplexAgent.load(*weights, character="ned")
+    planner = StoryPlanner(Thinker())
+    stage = DuplexStage(agent, planner=planner, character="ned")
+    stage._embed("warm up")  # the sentence embedder loads once per process (seconds): not inside the timed run
+    from anima.talker.espeak import EspeakTTS
+
+    speech = EspeakTTS(voice="en-us").synthesize("Are you a harpooner, my friend?", voice="en-us").samples  # ~1.6 s
+    tick_ns = NS_PER_S // 25
+    frames = []
+    for i in range(100):  # 4 s: the user says a sentence, then silence
+        pts = i * tick_ns
+        chunk = speech[i * 960:(i + 1) * 960]
+        frames.append(UserAudioFrame(np.pad(chunk, (0, 960 - chunk.size)), pts_ns=pts))
+        if i == 50:
+            frames.append(UserTranscriptFrame("Are you a harpooner?", final=True, pts_ns=pts))
+        frames.append(TickFrame(index=i, duration_ns=tick_ns, pts_ns=pts))
+    recorder = asyncio.run(run_frames([stage], frames))
+    played = recorder.of_type(PlayedAudioFrame)
+    assert len(played) == 100 and all(f.samples.shape == (960,) for f in played)
+    assert len(recorder.of_type(FaceParamsFrame)) == 100 and len(recorder.of_type(BodyPoseFrame)) == 100
+    assert planner.thinker_calls == 1  # planned once for the finished sentence
+    assert stage._prompt_text is not None and "proud" in stage._prompt_text
+    assert agent.prompt is not None and agent.prompt.shape == (384,)

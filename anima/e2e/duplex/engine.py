@@ -15,9 +15,11 @@ hears everything). The stage reports the agent's speech to the rest of the runti
 of what it played (``AgentStartedSpeakingFrame`` / ``AgentStoppedSpeakingFrame``, state badge),
 and the user's from a voice activity detector.
 
-Text prompts (``TextPromptFrame``: the planner's, or a person's) are embedded with the one sentence
-embedder and condition the next steps (the paper's P); the trajectory control (r) has a slot
-(``DuplexAgent.trajectory``) and stays empty by default.
+The asynchronous planner (paper 5.2, ``planner.py``) runs beside the decoder: every 2 s and at each
+turn change it reads the transcript (the runtime's speech recogniser) and writes the text prompt
+for the next seconds, which is embedded with the one sentence embedder and conditions the next
+steps (the paper's P); its trajectory, when it has one, fills the r slot. A person's
+``TextPromptFrame`` holds until the next plan.
 
 Weights: ``ANIMA_DUPLEX_WEIGHTS`` (default ``anima/assets/weights/duplex``) holds ``g/`` (the decoder)
 and ``motion/`` (the motion codec); the speech tokenizer is the Kodama talker's
@@ -49,6 +51,7 @@ from anima.core.frames import (
     UserAudioFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
+    UserTranscriptFrame,
 )
 from anima.core.stage import DOWN, UP, Direction, Stage
 
@@ -157,6 +160,11 @@ class DuplexAgent:
         force = None
         if capped:  # the safety cap: silence rows (undelayed: the delay slots of a silent stream are silence too)
             force = self.silence_row()
+        c = self.model.config
+        if self.prompt is not None and np.shape(self.prompt) != (c.d_prompt,):
+            raise ValueError(f"prompt: expected a ({c.d_prompt},) sentence embedding, got {np.shape(self.prompt)}")
+        if self.trajectory is not None and np.shape(self.trajectory) != (c.frames_per_step * c.d_traj,):
+            raise ValueError(f"trajectory: expected ({c.frames_per_step * c.d_traj},) joint velocities, got {np.shape(self.trajectory)}")
         prompt = torch.from_numpy(self.prompt)[None].float() if self.prompt is not None else None
         traj = torch.from_numpy(self.trajectory)[None].float() if self.trajectory is not None else None
         identity = torch.tensor([self.identity]) if self.identity is not None else None
@@ -186,11 +194,18 @@ class DuplexAgent:
 class DuplexStage(Stage):
     """User audio in; the agent's played audio, face and body out, one tick at a time."""
 
-    def __init__(self, agent: DuplexAgent, vad: str = "energy") -> None:
+    def __init__(self, agent: DuplexAgent, vad: str = "energy", planner=None, character: str | None = None) -> None:
         from anima.core.vad import make_vad
 
         super().__init__(name="duplex")
         self.agent = agent
+        self.planner_loop = None
+        if planner is not None:
+            from anima.e2e.duplex.planner import PlannerLoop
+
+            self.planner_loop = PlannerLoop(planner, self._on_plan, character=character)
+        self._plan = None
+        self._prompt_text: str | None = None
         self.vad = make_vad(vad)
         self._user = np.zeros(0, np.float32)
         self._ticks: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()  # (audio 960, face, joints)
@@ -198,9 +213,27 @@ class DuplexStage(Stage):
         self._quiet_s = 0.0
         self._embedder = None
 
+    async def start(self) -> None:
+        await super().start()
+        if self.planner_loop is not None:
+            self.planner_loop.start()
+
+    async def stop(self) -> None:
+        if self.planner_loop is not None:
+            await self.planner_loop.stop()
+        await super().stop()
+
+    async def _on_plan(self, plan) -> None:
+        self._plan = plan
+        if plan.prompt != self._prompt_text:  # embed only when the prompt changes
+            self._prompt_text = plan.prompt
+            self.agent.prompt = await asyncio.to_thread(self._embed, plan.prompt) if plan.prompt else None
+
     async def process_frame(self, frame: Frame, direction: Direction) -> None:
         if direction is DOWN:
             match frame:
+                case UserTranscriptFrame() if frame.final and self.planner_loop is not None:
+                    self.planner_loop.heard(frame.text, now_s=frame.pts_ns / NS_PER_S)
                 case UserAudioFrame():
                     self._user = np.concatenate([self._user, np.asarray(frame.samples, np.float32)])
                     for event in self.vad.process(frame.samples, frame.pts_ns):
@@ -211,6 +244,7 @@ class DuplexStage(Stage):
                         await self.push_frame(out, DOWN)
                         await self.push_frame(AgentStateFrame(state=self._state(), pts_ns=frame.pts_ns), DOWN)
                 case TextPromptFrame():
+                    self._prompt_text = frame.text
                     self.agent.prompt = await asyncio.to_thread(self._embed, frame.text) if frame.text else None
                 case TickFrame():
                     await self._tick(frame)
@@ -230,6 +264,11 @@ class DuplexStage(Stage):
 
     async def _tick(self, tick: TickFrame) -> None:
         if not self._ticks:
+            now_s = tick.pts_ns / NS_PER_S
+            if self.planner_loop is not None:
+                self.planner_loop.observe(now_s, user_speaking=self.agent.user_speaking,
+                                          agent_speaking=self.agent.agent_speaking)
+            self.agent.trajectory = self._plan.step_trajectory(now_s) if self._plan is not None else None
             user = self._user[:STEP_SAMPLES]
             self._user = self._user[STEP_SAMPLES:]
             if user.size < STEP_SAMPLES:
