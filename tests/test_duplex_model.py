@@ -26,6 +26,15 @@ def _inputs(m: DuplexDecoder, B: int = 2, S: int = 12, seed: int = 0) -> dict:
             "identity": torch.tensor([0, c.n_identity])}, rows
 
 
+def test_the_parties_are_told_apart_when_they_share_the_tables():
+    m = _model()
+    inputs, _ = _inputs(m, B=1, S=4)
+    swapped = dict(inputs, agent_rows=inputs["user_frames"], user_frames=inputs["agent_rows"].clamp(max=m.config.pad))
+    assert not torch.allclose(m.embed(**inputs), m.embed(**swapped))
+    small, big = _model(), _model(share_tables=False)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in big.parameters())
+
+
 def test_delayed_rows_and_shift():
     codes = torch.arange(2 * 3).view(1, 2, 3)  # K=2, S=3
     rows = delayed_rows(codes, (0, 1), pad=99)
@@ -111,6 +120,8 @@ def test_init_from_tts_copies_the_transformer_and_audio_tables():
     tts = KodamaTTS(KodamaTTSConfig.preset("tiny", symbols=("_", "a", "b"), codebook_size=64))
     m = _model()
     copied = init_from_tts(m, tts)
-    assert "agent_emb" in copied and "user_emb" in copied and "blocks.0.attn.qkv.weight" in copied
+    assert "agent_emb" in copied and "blocks.0.attn.qkv.weight" in copied and "user_emb" not in copied
+    separate = _model(share_tables=False)
+    assert "user_emb" in init_from_tts(separate, tts) and torch.equal(separate.user_emb, tts.audio_emb)
     assert torch.equal(m.blocks[1].mlp[0].weight, tts.blocks[1].mlp[0].weight)
     assert torch.equal(m.agent_emb, tts.audio_emb)

@@ -46,6 +46,7 @@ class DuplexConfig:
     n_semantic: int = 2
     frames_per_step: int = 2  # 25 fps motion frames per 80 ms step
     latent: int = 32  # motion codec latent per frame (anima/e2e/duplex/motion.py)
+    share_tables: bool = True  # the user's codes read the agent's tables through a learned d x d map (halves the size)
     d_user_motion: int = 0  # per-step size of the user's motion features (0: the corpus has none, the slot stays empty)
     d_prompt: int = 384  # text prompt embedding (anima.embed MiniLM)
     d_traj: int = 66  # joint velocities per frame (22 joints x 3)
@@ -58,7 +59,7 @@ class DuplexConfig:
     dropout: float = 0.0
     context: int = 250  # steps the model attends to (20 s); training windows are at most this long
     diff_depth: int = 3  # adaLN residual blocks of the diffusion head
-    diff_width: int = 256
+    diff_width: int = 192
     diff_mul: int = 4  # noise draws per step in training (MAR's diffusion batch multiplier)
     sample_steps: int = 10  # DDIM steps at inference
 
@@ -258,7 +259,10 @@ class DuplexDecoder(nn.Module):
         self.config = config
         K, V, d = config.n_codebooks, config.codebook_size + 2, config.d_model  # + PAD, START
         self.agent_emb = nn.Parameter(torch.randn(K, V, d) * 0.02)  # also the output heads (tied)
-        self.user_emb = nn.Parameter(torch.randn(K, V, d) * 0.02)
+        if config.share_tables:  # same codes, another party: the map tells them apart
+            self.user_proj = nn.Linear(d, d, bias=True)
+        else:
+            self.user_emb = nn.Parameter(torch.randn(K, V, d) * 0.02)
         self.motion_in = nn.Linear(config.motion_dim, d)
         self.user_motion_in = nn.Linear(config.d_user_motion, d) if config.d_user_motion else None
         self.prompt_in = nn.Linear(config.d_prompt, d)
@@ -273,6 +277,8 @@ class DuplexDecoder(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.startswith("blocks.") and (name.endswith("proj.weight") or name.endswith("mlp.2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.share_tables:
+            nn.init.eye_(self.user_proj.weight)
         for block in self.diffusion.blocks:  # adaLN-zero: each block starts as the identity
             nn.init.zeros_(block.ada[1].weight)
             nn.init.zeros_(block.ada[1].bias)
@@ -297,7 +303,11 @@ class DuplexDecoder(nn.Module):
         n_identity = empty. Returns (B, S, d)."""
         K = self.config.n_codebooks
         ks = torch.arange(K, device=agent_rows.device)
-        x = self.agent_emb[ks, agent_rows].sum(-2) + self.user_emb[ks, user_frames].sum(-2)  # (B, S, d)
+        if self.config.share_tables:
+            user = self.user_proj(self.agent_emb[ks, user_frames].sum(-2))
+        else:
+            user = self.user_emb[ks, user_frames].sum(-2)
+        x = self.agent_emb[ks, agent_rows].sum(-2) + user  # (B, S, d)
         x = x + self._optional(self.motion_in, motion, has_motion, 0, x)
         x = x + self._optional(self.user_motion_in, user_motion, None, 1, x)
         x = x + self._optional(self.prompt_in, prompt, has_prompt, 2, x)
@@ -466,7 +476,7 @@ def init_from_tts(model: DuplexDecoder, tts: nn.Module) -> list[str]:
         if target in own and own[target].shape == value.shape and (target.startswith(("blocks.", "ln_f.")) or target == "agent_emb"):
             own[target] = value.to(own[target].dtype)
             copied.append(target)
-    if "agent_emb" in copied:
+    if "agent_emb" in copied and "user_emb" in own:
         own["user_emb"] = own["agent_emb"].clone()  # the user speaks the same codes
         copied.append("user_emb")
     model.load_state_dict(own)
