@@ -61,9 +61,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     if (out / "config.json").is_file():  # resuming: the saved model config wins, overrides must agree
         saved = read_config(out)["config"].get("model", {})
-        if saved and tuple(saved.get("symbols", ())) != config.symbols:
-            raise SystemExit(f"{out}: the checkpoint's phoneme inventory differs from {args.corpus}/phonemes.json; "
-                             f"use a new --out")
+        symbols = tuple(saved.get("symbols", ()))
+        if saved and symbols != config.symbols:  # a grown corpus: the model keeps its inventory (ids are weights)
+            new = sorted(set(config.symbols) - set(symbols))
+            print(f"{out}: the model keeps its {len(symbols)} phonemes; utterances with phonemes it lacks "
+                  f"({', '.join(new) or 'none'}) are skipped")
+            config = apply_overrides(KodamaTTSConfig.preset(args.config, symbols=symbols), args.set)
     model = KodamaTTS(config).to(info.device)
     train_items = load_items(args.corpus, "train", config, args.limit)
     has_val = any(True for _ in read_manifest(args.corpus, "val"))
