@@ -60,7 +60,7 @@ class RewardModel(nn.Module):
         generated steps (positions prefix + 1 .. S - 1 read the generated rows; the whole window if no prefix)."""
         h = self.g(self.g.embed(**sample.inputs(self.config)))  # (B, S, d)
         S = h.shape[1]
-        keep = torch.arange(S, device=h.device) > sample.prefix if sample.prefix + 1 < S else torch.ones(S, dtype=torch.bool)
+        keep = torch.arange(S, device=h.device) > sample.prefix if sample.prefix + 1 < S else torch.ones(S, dtype=torch.bool, device=h.device)
         pooled = h[:, keep].mean(1)  # (B, d)
         return self.head(pooled)[:, 0]
 
