@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from anima.body.text import LISTEN_PROMPT, prompt_sentence
 from anima.core.plan import ActionPlan
-from anima.e2e.data.dialogues import LISTEN_PROMPT, prompt_sentence
 from anima.e2e.duplex.planner import (
     FPS,
     LLMPlanner,

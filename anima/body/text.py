@@ -73,3 +73,15 @@ class TextEncoder:
                 if t:
                     out[i] = self.cache[t]
         return out
+
+
+# The motion prompts of the dialogue corpus (docs/dialogues.md), which the duplex decoder was trained on
+# and its planner writes: the listening prompt, and gesture + manner while the agent answers.
+EMOTION_WORDS = {"neutral": "calmly", "happy": "happily", "sad": "sadly", "angry": "angrily", "surprised": "in surprise",
+                 "calm": "calmly", "curious": "with curiosity", "proud": "proudly", "afraid": "fearfully"}
+LISTEN_PROMPT = "a person stands still and listens"
+
+
+def prompt_sentence(emotion: str, gesture: str) -> str:
+    """The motion prompt in force while the agent answers: gesture prompt + emotion, as one sentence."""
+    return f"{prompt_for_gesture(gesture)} while speaking {EMOTION_WORDS.get(emotion, emotion)}"

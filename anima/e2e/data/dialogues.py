@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from anima.body.text import EMOTION_WORDS, LISTEN_PROMPT, prompt_sentence  # noqa: F401 (re-exported)
 from anima.core.frames import (
     NS_PER_S,
     AgentStartedSpeakingFrame,
@@ -311,16 +312,6 @@ def manifest_row(meta: dict[str, Any], name: str) -> dict[str, Any]:
     return {"dir": name, **{k: meta.get(k, meta.get("identity", {}).get(k)) for k in keys}}
 
 
-EMOTION_WORDS = {"neutral": "calmly", "happy": "happily", "sad": "sadly", "angry": "angrily", "surprised": "in surprise",
-                 "calm": "calmly", "curious": "with curiosity", "proud": "proudly", "afraid": "fearfully"}
-LISTEN_PROMPT = "a person stands still and listens"
-
-
-def prompt_sentence(emotion: str, gesture: str) -> str:
-    """The motion prompt in force while the agent answers: gesture prompt + emotion, as one sentence."""
-    from anima.body.text import prompt_for_gesture
-
-    return f"{prompt_for_gesture(gesture)} while speaking {EMOTION_WORDS.get(emotion, emotion)}"
 
 
 def _voiced(samples: np.ndarray, a: float, b: float, threshold: float = 0.01) -> tuple[float, float] | None:

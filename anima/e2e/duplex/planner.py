@@ -37,9 +37,9 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from anima.body.text import EMOTION_WORDS, LISTEN_PROMPT, prompt_sentence
 from anima.core.history import Turn
 from anima.core.plan import EMOTIONS, GESTURES, ActionPlan
-from anima.e2e.data.dialogues import EMOTION_WORDS, LISTEN_PROMPT, prompt_sentence
 from anima.thinker.base import Thinker, ThinkerContext
 from anima.thinker.llm import ChatClient, LLMConfig, LLMError
 
