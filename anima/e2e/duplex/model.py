@@ -230,8 +230,9 @@ class DiffusionHead(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, dim_x)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        cond = self.t_mlp(timestep_embedding(t, self.width)) + self.c_in(c)  # (N, width)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, c_in: torch.Tensor | None = None) -> torch.Tensor:
+        """``c_in``: ``self.c_in(c)`` when the caller has it already (sampling reuses it at every level)."""
+        cond = self.t_mlp(timestep_embedding(t, self.width)) + (self.c_in(c) if c_in is None else c_in)  # (N, width)
         h = self.x_in(x)
         for block in self.blocks:
             h = block(h, cond)
@@ -386,9 +387,10 @@ class DuplexDecoder(nn.Module):
         steps = steps or self.config.sample_steps
         x = torch.randn(c.shape[0], self.config.motion_dim, generator=generator, device=c.device) * temperature
         ts = torch.linspace(1.0, 0.0, steps + 1, device=c.device)
+        c_in = self.diffusion.c_in(c)  # (N, width): the same at every level
         for a, b in zip(ts[:-1], ts[1:], strict=True):
             alpha, sigma = alpha_sigma(a)
-            v = self.diffusion(x, a.expand(x.shape[0]), c)
+            v = self.diffusion(x, a.expand(x.shape[0]), c, c_in)
             x0, eps = alpha * x - sigma * v, sigma * x + alpha * v
             alpha_b, sigma_b = alpha_sigma(b)
             x = alpha_b * x0 + sigma_b * eps
