@@ -20,8 +20,8 @@ def test_unknown_name_lists_the_valid_ones() -> None:
         FACES.check("unlis")
     with pytest.raises(ValueError, match=r"unknown body 'fl00d'; valid: procedural, flood"):
         BODIES.create("fl00d", seed=0)
-    with pytest.raises(ValueError, match=r"unknown engine 'e2e'; valid: cascade"):
-        AgentChoice(engine="e2e").check()
+    with pytest.raises(ValueError, match=r"unknown engine 'end2end'; valid: cascade, mot, e2e"):
+        AgentChoice(engine="end2end").check()
 
 
 def test_a_name_registered_twice_is_refused() -> None:
