@@ -37,6 +37,7 @@ from anima.face.model.quantizer import MultiScaleQuantizer, QuantizerConfig
 from anima.face.model.unils import UniLS, UniLSConfig, load_unils
 from anima.face.training.options import add_arguments
 from anima.train import apply_overrides, distributed, load_weights, save_checkpoint, train_loop
+from anima.train.schedule import lr_at
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +103,6 @@ class Batcher:
         return out
 
 
-def lr_at(step: int, total: int, base: float, warmup: int = 100, floor: float = 0.1) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 # ---------------------------------------------------------------------------------------------
 # Quantiser
 
@@ -171,7 +165,7 @@ def train_quantizer(corpus: str | Path, out: str | Path, steps: int = 1000, batc
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, steps, lr)
+            group["lr"] = lr_at(i, steps, lr, warmup=100)
         x = distributed.shard(batcher.sample(batch)["motion"]).to(device)  # (B / world, 2 * window, 50)
         _, losses = net(x)
         opt.zero_grad(set_to_none=True)
@@ -207,7 +201,7 @@ def _generator_step_fn(model: UniLS, opt: torch.optim.Optimizer, batcher: Batche
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, steps, lr)
+            group["lr"] = lr_at(i, steps, lr, warmup=100)
         b = distributed.shard(batcher.sample(batch))  # this rank's slice of the global batch
         loss, stats = net({k: v.to(device) for k, v in b.items()})
         opt.zero_grad(set_to_none=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 if TYPE_CHECKING:
     import torch
@@ -76,14 +76,6 @@ def reference(utt: Utterance) -> list[str]:
     from anima.talker.model.phoneme_judge import is_silence
 
     return [s for s, _, _ in utt.phonemes if not is_silence(s)]
-
-
-def lr_at(step: int, total: int, base: float, warmup: int = 300, floor: float = 0.05) -> float:
-    """Linear warm-up, then cosine down to ``floor * base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, gain_db: float = 6.0, warp: float = 0.1,
@@ -246,7 +238,7 @@ def train_judge(corpus: str | Path, out: str | Path, steps: int = 3000, config_n
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, steps, lr, warmup=min(300, max(1, steps // 10)))
+            group["lr"] = lr_at(i, steps, lr, warmup=min(300, max(1, steps // 10)), floor=0.05)
         b = {k: v.to(device) for k, v in distributed.shard(batcher.sample(batch)).items()}
         loss = net(b)
         opt.zero_grad(set_to_none=True)

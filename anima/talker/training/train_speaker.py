@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anima.talker.training.train_judge import DEFAULT_CORPUS, load_features, lr_at
+from anima.talker.training.train_judge import DEFAULT_CORPUS, load_features
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 if TYPE_CHECKING:
     import torch
@@ -150,7 +151,7 @@ def train_speaker(corpus: str | Path, out: str | Path, steps: int = 2000, config
 
     def step_fn(i: int) -> dict[str, float]:
         for group in opt.param_groups:
-            group["lr"] = lr_at(i, steps, lr, warmup=100)
+            group["lr"] = lr_at(i, steps, lr, warmup=100, floor=0.05)
         loss = net(distributed.shard(batcher.sample()).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from anima.talker.training.losses import (
 from anima.talker.training.pitch import HOP, pitch_loss, voiced_mask, yin_f0
 from anima.train import apply_overrides, distributed, train_loop
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +187,6 @@ class TokenizerTrainer(nn.Module):
             stats.update(disc=d_loss.item(), adv=adv.item(), fm=fm.item())
         stats["loss"] = total.item()
         return total, stats
-
-
-def lr_at(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.1) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def codebook_usage(model: SpeechTokenizer, sampler: Sampler, batches: int = 4, batch: int = 8) -> float:

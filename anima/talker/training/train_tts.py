@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 DEFAULT_CORPUS = Path("out/talker/corpus")
 DEFAULT_OUT = Path("out/talker/tts")
@@ -33,14 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the guided-attention loss on config.align_layers (default %(default)s; 0 = off)")
     parser.add_argument("--val-every", type=int, default=500, help="steps between validation losses (default %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances per split")
-
-
-def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -> float:
-    """Linear warm-up, then cosine down to ``floor * base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

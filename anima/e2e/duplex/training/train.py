@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 DROP = {"prompt": 0.3, "traj": 0.5, "identity": 0.1}
 
@@ -45,13 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-weight", type=float, default=1.0)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--stop-at", type=int, default=None, help="stop at this step of the --steps schedule (resume later)")
-
-
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine down to a tenth."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
 def make_inputs(batch: dict, config, codec, stage: str, rng: np.random.Generator, drop: dict[str, float] | None = None):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 JOINT_CHUNK_S = 4.0  # joints are integrated from the root velocities over chunks this long (drift stays bounded)
 
@@ -95,12 +96,6 @@ class WindowSampler:
             s = int(self.rng.integers(self.frames[i].shape[0] - self.length + 1))
             out[b] = self.frames[i][s:s + self.length]
         return torch.from_numpy(out)  # (B, length, 375)
-
-
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
 # -- measuring -------------------------------------------------------------------------------------

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anima.train.options import add_common_arguments
+from anima.train.schedule import lr_at
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,12 +123,6 @@ def training_levels(rng: np.random.Generator, valid: np.ndarray, history: int) -
             lv[:history] = 0.0
         levels[b, :n] = lv
     return levels
-
-
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
 def group_weights():
