@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from anima.subcommands import run_module
+
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
@@ -62,23 +64,8 @@ TRAINERS = {  # anima talker train KIND -> the module with add_arguments(parser)
 }
 
 
-def _dispatch(prog: str, module_name: str, rest: list[str]) -> int:
-    """Parse ``rest`` with the module's own options (imported now: torch loads only for this command)."""
-    import importlib
-
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=prog)
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
-    try:
-        result = module.run(args)
-    except (FileNotFoundError, ValueError) as exc:
-        return _error(str(exc))
-    return result if isinstance(result, int) else 0
-
-
 def _train(args: argparse.Namespace) -> int:
-    return _dispatch(f"anima talker train {args.kind}", TRAINERS[args.kind], args.rest)
+    return run_module(TRAINERS[args.kind], f"anima talker train {args.kind}", args.rest)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +78,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    return _dispatch("anima talker eval", "anima.talker.training.evaluate", args.rest)
+    return run_module("anima.talker.training.evaluate", "anima talker eval", args.rest)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +91,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_tts(args: argparse.Namespace) -> int:
-    return _dispatch("anima talker eval-tts", "anima.talker.training.evaluate_tts", args.rest)
+    return run_module("anima.talker.training.evaluate_tts", "anima talker eval-tts", args.rest)
 
 
 def _add_eval_tts(sub: argparse._SubParsersAction) -> None:

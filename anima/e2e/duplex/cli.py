@@ -18,26 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from anima.subcommands import add_passthrough
+
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
-
-
-def _passthrough(module_name: str, prog: str, rest: list[str]) -> int:
-    import importlib
-
-    module = importlib.import_module(module_name)
-    try:
-        if hasattr(module, "add_arguments"):
-            parser = argparse.ArgumentParser(prog=prog)
-            module.add_arguments(parser)
-            module.run(parser.parse_args(rest))
-        else:
-            module.main(rest)
-    except (FileNotFoundError, ValueError) as exc:
-        return _error(str(exc))
-    return 0
 
 
 def _listen(args: argparse.Namespace) -> int:
@@ -85,10 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                ("train-motion", "anima.e2e.duplex.training.train_motion", "train the motion codec"),
                                ("train", "anima.e2e.duplex.training.train", "train the decoder (stage audio, then av)"),
                                ("eval", "anima.e2e.duplex.training.evaluate", "turn-taking, motion, speech, speed")):
-        p = sub.add_parser(name, help=text, description=f"`anima duplex {name} --help` lists the options.",
-                           add_help=False, prefix_chars="+")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda a, m=module, n=name: _passthrough(m, f"anima duplex {n}", a.rest))
+        add_passthrough(sub, name, module, f"anima duplex {name}", text)
     p = sub.add_parser("listen", help="a user recording in, the agent's answer out (stereo WAV + face/body NPZ)")
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)

@@ -17,26 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from anima.subcommands import add_passthrough
+
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
-
-
-def _passthrough(module_name: str, prog: str, rest: list[str]) -> int:
-    import importlib
-
-    module = importlib.import_module(module_name)
-    try:
-        if hasattr(module, "add_arguments"):
-            parser = argparse.ArgumentParser(prog=prog)
-            module.add_arguments(parser)
-            module.run(parser.parse_args(rest))
-        else:
-            module.main(rest)
-    except (FileNotFoundError, ValueError) as exc:
-        return _error(str(exc))
-    return 0
 
 
 def _agent(args: argparse.Namespace):
@@ -108,10 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, module, text in (("data", "anima.e2e.mot.training.data", "build the training data from the dialogue corpus"),
                                ("train", "anima.e2e.mot.training.train", "train the behaviour expert (or an ablation)"),
                                ("eval", "anima.e2e.mot.training.evaluate", "lip sync, commands, schedules, guidance, speech")):
-        p = sub.add_parser(name, help=text, description=f"`anima mot {name} --help` lists the options.",
-                           add_help=False, prefix_chars="+")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda a, m=module, n=name: _passthrough(m, f"anima mot {n}", a.rest))
+        add_passthrough(sub, name, module, f"anima mot {name}", text)
     p = sub.add_parser("say", help="text -> speech (WAV) + the face and body that go with it (NPZ)")
     p.add_argument("text")
     p.add_argument("-o", "--output", type=Path, required=True)
