@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anima.talker.model.delay import check_delays, delays_for
+from anima.talker.model.kodama_tts import RotaryEmbedding
 
 # ---------------------------------------------------------------------------------------------
 # Config and state
@@ -136,19 +137,7 @@ class StepOutput:
 
 
 # ---------------------------------------------------------------------------------------------
-# Transformer (the TTS's block layout: ln1, attn.qkv, attn.proj, ln2, mlp.0, mlp.2)
-
-
-class RotaryEmbedding(nn.Module):
-    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
-        super().__init__()
-        self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim), persistent=False)
-
-    def forward(self, x: torch.Tensor, offset: int) -> torch.Tensor:  # (B, H, T, hd)
-        angles = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * self.inv_freq
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+# Transformer (the TTS's block layout and rotary positions: ln1, attn.qkv, attn.proj, ln2, mlp.0, mlp.2)
 
 
 class Attention(nn.Module):
