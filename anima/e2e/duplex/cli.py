@@ -32,7 +32,7 @@ def _listen(args: argparse.Namespace) -> int:
     import torch
 
     from anima.core.audio import load_wav
-    from anima.e2e.duplex.engine import DEFAULT_WEIGHTS, STEP_SAMPLES, DuplexAgent
+    from anima.e2e.duplex.engine import DEFAULT_WEIGHTS, STEP_SAMPLES, DuplexAgent, is_speech
 
     torch.set_num_threads(args.threads)
     try:
@@ -46,9 +46,9 @@ def _listen(args: argparse.Namespace) -> int:
     audio, face, joints = [], [], []
     for i in range(steps):
         chunk = user[i * STEP_SAMPLES:(i + 1) * STEP_SAMPLES]
-        agent.user_speaking = bool(np.sqrt(np.mean(chunk ** 2)) > 0.01)
+        agent.user_speaking = is_speech(chunk)
         result = agent.step(chunk)
-        agent.agent_speaking = bool(np.sqrt(np.mean(result.audio ** 2)) > 0.01)
+        agent.agent_speaking = is_speech(result.audio)
         audio.append(result.audio)
         face.append(result.face)
         joints.append(result.joints)

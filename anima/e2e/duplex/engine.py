@@ -38,6 +38,7 @@ import numpy as np
 
 from anima.core.frames import (
     NS_PER_S,
+    SAMPLE_RATE,
     AgentStartedSpeakingFrame,
     AgentState,
     AgentStateFrame,
@@ -63,6 +64,11 @@ TICK_SAMPLES = 960  # 40 ms: one 25 fps tick
 SPEAKING_RMS = 0.01  # the agent's own audio above this is speech (about -40 dBFS)
 SPEAKING_HANGOVER_S = 0.4  # ... until this long below it
 BODY_VELOCITY_SCALE = 20 / 25  # body263 velocities are per 20 fps frame; the stream integrates at 25 fps
+
+
+def is_speech(samples: np.ndarray) -> bool:
+    """The speech rule for one chunk of audio: RMS above SPEAKING_RMS."""
+    return float(np.sqrt(np.mean(np.asarray(samples, np.float64) ** 2))) > SPEAKING_RMS
 
 
 @dataclass
@@ -185,7 +191,7 @@ class DuplexAgent:
         if shown is None:
             shown = self._shown
         if self.agent_speaking and self.user_speaking:
-            self._overlap_s += STEP_SAMPLES / 24_000
+            self._overlap_s += STEP_SAMPLES / SAMPLE_RATE
         else:
             self._overlap_s = 0.0
         return StepResult(audio=audio, face=shown[0], joints=shown[1], capped=capped)
@@ -287,8 +293,8 @@ class DuplexStage(Stage):
 
     async def _speaking(self, audio: np.ndarray, tick: TickFrame) -> None:
         """Agent speech onsets and ends from the energy of what it plays (with a hangover)."""
-        loud = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) > SPEAKING_RMS
-        tick_s = audio.size / 24_000
+        loud = is_speech(audio)
+        tick_s = audio.size / SAMPLE_RATE
         if loud and not self.agent.agent_speaking:
             self._turn += 1
             self.agent.agent_speaking = True
