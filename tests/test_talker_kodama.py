@@ -244,6 +244,7 @@ def test_eval_tts_scores_intelligibility_cloning_and_emotion(weights, tmp_path) 
                           emotions=("sad",), progress=False)
     intel = result["intelligibility"]["piper:joe"]
     assert intel["sentences"] == 2 and intel["per_generated"] >= 0 and intel["per_recordings"] >= 0
+    assert intel["per_recordings_through_codec"] >= 0
     clone = result["cloning"]["espeak:en-us-nyc"]
     assert clone["sentences"] == 1 and -1 <= clone["similarity_to_voice"] <= 1
     assert not any(name.startswith("clone:") for name in tts.voices)  # the clone leaves the bank afterwards

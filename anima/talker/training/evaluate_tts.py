@@ -5,7 +5,8 @@
 - **Intelligibility**: test sentences (never trained on) spoken by bank voices; the phoneme judge
   reads the generated audio and the corpus recordings of the same sentences by the same voices;
   PER against what each was meant to say (the phonemes the TTS was given; the recording's own
-  phoneme timeline). The acceptance: generated within 10 points of the recordings.
+  phoneme timeline). The acceptance: generated within 10 points of the recordings. Also the same
+  recordings through the tokenizer (encode + decode): the ceiling the decoder puts on generated audio.
 - **Cloning**: each held-out voice (never in training, not in the bank) is cloned from one of its
   recordings (codes + speaker vector + transcript); the clone speaks other test sentences; the speaker
   encoder compares it with *another* recording of that voice and with recordings of other voices.
@@ -40,6 +41,15 @@ def _heard(judge, audio: np.ndarray) -> list[str]:
     return judge.recognize(audio) if audio.size else []
 
 
+def _through_codec(tokenizer, audio: np.ndarray) -> np.ndarray:
+    """The recording encoded and decoded by the talker's tokenizer: what the TTS could at best sound like
+    (its audio comes out of the same decoder), so the judge's PER on it is the TTS's ceiling."""
+    import torch
+
+    with torch.inference_mode():
+        return tokenizer.decode(tokenizer.encode(torch.from_numpy(np.asarray(audio, np.float32))[None]))[0].numpy()
+
+
 def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES, sentences: int = 12,
                  seed: int = 0, emotion_voice: str = "espeak:en-us", emotions: tuple[str, ...] = EMOTIONS,
                  progress: bool = True) -> dict:
@@ -60,16 +70,19 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
         if voice not in tts.voices or not by_voice[voice]:
             continue
         picks = [by_voice[voice][i] for i in rng.permutation(len(by_voice[voice]))[:sentences]]
-        gen_refs, gen_hyps, rec_refs, rec_hyps = [], [], [], []
+        gen_refs, gen_hyps, rec_refs, rec_hyps, codec_hyps = [], [], [], [], []
         for u in picks:
             audio = tts.synthesize(u.text, voice=voice, emotion=u.emotion).samples
             gen_refs.append(_speech(phonemize(u.text)))
             gen_hyps.append(_heard(judge, audio))
             rec_refs.append(_speech(p[0] for p in u.phonemes))
-            rec_hyps.append(judge.recognize(load_wav(corpus, u)))
+            recording = load_wav(corpus, u)
+            rec_hyps.append(judge.recognize(recording))
+            codec_hyps.append(judge.recognize(_through_codec(tts.tokenizer, recording)))
         result["intelligibility"][voice] = {
             "sentences": len(picks), "per_generated": sm.error_rate(gen_refs, gen_hyps),
-            "per_recordings": sm.error_rate(rec_refs, rec_hyps)}
+            "per_recordings": sm.error_rate(rec_refs, rec_hyps),
+            "per_recordings_through_codec": sm.error_rate(rec_refs, codec_hyps)}
         if progress:
             print(f"  {voice}: {result['intelligibility'][voice]}", flush=True)
 
