@@ -103,6 +103,43 @@ def test_streaming_equals_offline(tiny, chunks):
     torch.testing.assert_close(torch.cat(got_audio, -1), audio, atol=1e-5, rtol=1e-4)
 
 
+def test_harmonic_branch_streams_like_offline_and_is_periodic():
+    """The harmonic-plus-noise decoder: streaming (uneven code chunks) equals offline, causal, and its
+    sines sit on multiples of the F0 it predicts."""
+    torch.manual_seed(2)
+    tok = SpeechTokenizer(dataclasses.replace(CONFIGS["tiny"], harmonics=8)).eval()
+    with torch.no_grad():
+        tok.harm_head.bias[2] = 2.0  # loud enough to see
+    codes = torch.randint(0, tok.codebook_size, (2, 8, 7))
+    audio = tok.decode(codes)
+    dec, got, pos = tok.new_decoder_state(), [], 0
+    for n in (1, 3, 2, 1):
+        got.append(tok.decode_step(dec, codes[:, :, pos:pos + n]))
+        pos += n
+    torch.testing.assert_close(torch.cat(got, -1), audio, atol=1e-4, rtol=1e-4)
+    other = codes.clone()
+    other[:, :, 5:] = (other[:, :, 5:] + 1) % tok.codebook_size
+    torch.testing.assert_close(tok.decode(other)[:, : 5 * TOKEN], audio[:, : 5 * TOKEN])
+    # A constant F0 makes a periodic signal: the harmonic part alone, read back at that period.
+    out: dict = {}
+    z = tok._embed(codes)
+    with torch.no_grad():
+        x = tok.dec_in(z).repeat_interleave(TOKEN // tok.config.hop, -1)
+        x = tok.dec_conv(x)
+        for block in tok.dec_blocks:
+            x = block(x)
+        hn = tok.dec_norm(x.transpose(1, 2))
+        tok.harm_head.weight.zero_()
+        tok.harm_head.bias[0] = 0.0  # sigmoid 0.5: F0 = sqrt(f0_min * f0_max)
+        wave = tok._harmonic(hn, None, out)[0]
+    f0 = float(out["f0_pred"][0, 0])
+    assert abs(f0 - (tok.config.f0_min * tok.config.f0_max) ** 0.5) < 1e-3
+    period = tok.config.sample_rate / f0
+    spectrum = torch.fft.rfft(wave[:TOKEN * 4]).abs()
+    peak_hz = float(spectrum.argmax()) * tok.config.sample_rate / (TOKEN * 4)
+    assert min(abs(peak_hz - k * f0) for k in range(1, 9)) < 10.0 and period > 1
+
+
 def test_decoding_is_causal(tiny):
     """Changing token k never changes the samples before token k (no look-ahead in the decoder)."""
     codes = torch.randint(0, tiny.codebook_size, (1, 8, 6))
@@ -212,6 +249,12 @@ def test_gan_and_ablation_steps_run(corpus, tmp_path):
     train_tokenizer.run(_args(corpus, out, 3, gan_start=2, no_semantic=True))
     rows = _losses(out)
     assert "disc" not in rows[0] and {"disc", "adv", "fm"} <= set(rows[2]) and "semantic" not in rows[2]
+    # a harmonic branch added to a trained tokenizer: the decoder learns it, every code stays the same
+    harm = tmp_path / "harm"
+    train_tokenizer.run(_args(corpus, harm, 3, init=out, freeze_encoder=True, no_semantic=True, set="model.harmonics=4"))
+    assert {"f0", "voicing"} <= set(_losses(harm)[-1])
+    wav = torch.randn(1, 3 * TOKEN) * 0.1
+    assert torch.equal(SpeechTokenizer.from_pretrained(harm).encode(wav), SpeechTokenizer.from_pretrained(out).encode(wav))
     tok = SpeechTokenizer.from_pretrained(out)
     assert not tok.config.semantic and tok.encode(torch.zeros(1, TOKEN)).shape == (1, 8, 1)
 

@@ -230,6 +230,9 @@ class TokenizerConfig:
     n_fft: int = 1920
     teacher_dim: int = 0  # semantic teacher: phoneme classes (or SSL feature width); 0 = no head
     teacher_kind: str = "classes"  # "classes" (cross-entropy) or "features" (L2 + cosine)
+    harmonics: int = 0  # a harmonic-plus-noise decoder: this many harmonics of a predicted F0 added to the ISTFT; 0 = off
+    f0_min: float = 50.0  # the harmonic branch's F0 range (Hz)
+    f0_max: float = 600.0
 
     @property
     def frame_samples(self) -> int:
@@ -246,6 +249,8 @@ class TokenizerConfig:
             raise ValueError(f"tokenizer config: n_fft {self.n_fft} < hop {self.hop}")
         if self.semantic and not 0 < self.num_semantic_codebooks < self.num_codebooks:
             raise ValueError(f"tokenizer config: {self.num_semantic_codebooks} semantic of {self.num_codebooks} codebooks")
+        if self.harmonics < 0 or not 0 < self.f0_min < self.f0_max:
+            raise ValueError(f"tokenizer config: harmonics {self.harmonics}, F0 range {self.f0_min}-{self.f0_max} Hz")
         if self.teacher_kind not in ("classes", "features"):
             raise ValueError(f"tokenizer config: teacher_kind {self.teacher_kind!r} is not 'classes' or 'features'")
         return self
@@ -292,10 +297,14 @@ class SpeechTokenizer(nn.Module):
         self.dec_norm = nn.LayerNorm(c.decoder_dim)
         self.head = nn.Linear(c.decoder_dim, 2 * (c.n_fft // 2 + 1))
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+        if c.harmonics:  # per frame: F0, voicing logit, loudness, harmonic distribution (K)
+            self.harm_head = nn.Linear(c.decoder_dim, 3 + c.harmonics)
+            with torch.no_grad():
+                self.harm_head.bias[2] = -4.0  # quiet at first: the ISTFT branch already speaks
 
     # Parameters that only read codes (the decoder and the phoneme head): training them alone keeps
     # every code the encoder gives, so a TTS trained on earlier codes still fits (``--freeze-encoder``).
-    DECODER_PARTS = ("dec_in.", "dec_conv.", "dec_blocks.", "dec_norm.", "head.", "semantic_head.")
+    DECODER_PARTS = ("dec_in.", "dec_conv.", "dec_blocks.", "dec_norm.", "head.", "semantic_head.", "harm_head.")
 
     def is_decoder_parameter(self, name: str) -> bool:
         return name.startswith(self.DECODER_PARTS)
@@ -371,18 +380,58 @@ class SpeechTokenizer(nn.Module):
         parts.append(self.ac_rvq.decode(codes[:, k:]))
         return torch.cat(parts, -1).transpose(1, 2)
 
-    def _synthesize(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
-        """Quantised streams (B, 2 Qd, T) -> waveform (B, 1920 T)."""
+    def _synthesize(self, z: torch.Tensor, state: StreamState | None = None, extras: dict | None = None) -> torch.Tensor:
+        """Quantised streams (B, 2 Qd, T) -> waveform (B, 1920 T). ``extras``: gets the harmonic branch's
+        per-frame F0 and voicing logit (training supervises them)."""
         c = self.config
         x = self.dec_in(z).repeat_interleave(c.token_samples // c.hop, -1)  # (B, Cd, T50)
         x = self.dec_conv(x, state)
         for block in self.dec_blocks:
             x = block(x, state)
-        h = self.head(self.dec_norm(x.transpose(1, 2)))  # (B, T50, 2F)
-        log_mag, phase = h.chunk(2, -1)
+        hn = self.dec_norm(x.transpose(1, 2))  # (B, T50, Cd)
+        log_mag, phase = self.head(hn).chunk(2, -1)  # (B, T50, F) each
         spec = torch.polar(torch.exp(log_mag.clamp(max=7.0)), phase)  # (B, T50, F)
         frames = torch.fft.irfft(spec, n=c.n_fft) * self.window  # (B, T50, n_fft)
-        return self._overlap_add(frames, state)
+        audio = self._overlap_add(frames, state)
+        if c.harmonics:
+            audio = audio + self._harmonic(hn, state, extras)
+        return audio
+
+    def _harmonic(self, hn: torch.Tensor, state: StreamState | None, extras: dict | None) -> torch.Tensor:
+        """The harmonic branch (DDSP's harmonic oscillator): (B, T50, Cd) -> (B, hop T50) samples.
+
+        An ISTFT head must get each frame's phases right for a voice's harmonics to line up across its
+        overlapping frames; a mel loss never asks it to, and without a long GAN run it does not, so its
+        voiced sounds come out aperiodic (whispered). Here a sum of sines at multiples of a predicted
+        F0 is periodic by construction; the ISTFT keeps the noise and what the sines miss. Per frame:
+        F0 (supervised with the YIN targets), a voicing gate, a loudness and the share of each harmonic;
+        each ramps linearly from the previous frame's value over the frame (causal: a frame's samples
+        need nothing later), the phase is the running integral of F0 (float64, carried in ``state``),
+        and harmonics at or above Nyquist are silent.
+        """
+        c = self.config
+        p = self.harm_head(hn)  # (B, T, 3 + K)
+        B, T, _ = p.shape
+        f0 = c.f0_min * torch.exp(torch.sigmoid(p[..., 0]) * math.log(c.f0_max / c.f0_min))  # (B, T) Hz
+        voicing = p[..., 1]  # (B, T) logit
+        amps = F.softplus(p[..., 2:3]) * torch.softmax(p[..., 3:], -1) * torch.sigmoid(voicing)[..., None]  # (B, T, K)
+        if extras is not None:
+            extras["f0_pred"], extras["voicing_logit"] = f0, voicing
+        frames = torch.cat([f0.detach()[..., None], amps], -1)  # (B, T, 1 + K): F0 is learnt from its targets only
+        carried = state.buffers.get(self.harm_head) if state is not None else None
+        first, phase0 = carried if carried is not None else (frames[:, :1], torch.zeros(B, dtype=torch.float64, device=hn.device))
+        previous = torch.cat([first, frames[:, :-1]], 1)  # (B, T, 1 + K)
+        ramp = torch.arange(1, c.hop + 1, device=hn.device, dtype=hn.dtype) / c.hop  # (hop,)
+        tracks = previous[..., None] + (frames - previous)[..., None] * ramp  # (B, T, 1 + K, hop)
+        tracks = tracks.permute(0, 2, 1, 3).reshape(B, 1 + c.harmonics, T * c.hop)  # (B, 1 + K, N)
+        f0s, amp = tracks[:, 0], tracks[:, 1:]  # (B, N), (B, K, N)
+        phase = phase0[:, None] + torch.cumsum(2 * math.pi * f0s.double() / c.sample_rate, -1)  # (B, N) radians
+        phase = torch.remainder(phase, 2 * math.pi)
+        if state is not None:
+            state.buffers[self.harm_head] = (frames[:, -1:], phase[:, -1])
+        k = torch.arange(1, c.harmonics + 1, device=hn.device, dtype=hn.dtype)[None, :, None]  # (1, K, 1)
+        audible = (k * f0s[:, None, :] < c.sample_rate / 2).to(hn.dtype)  # (B, K, N)
+        return (torch.sin(k * phase.to(hn.dtype)[:, None, :]) * amp * audible).sum(1)  # (B, N)
 
     def _overlap_add(self, frames: torch.Tensor, state: StreamState | None) -> torch.Tensor:
         """Frame j spans samples [j hop, j hop + n_fft); samples [j hop, (j+1) hop) are final after it."""
@@ -404,7 +453,7 @@ class SpeechTokenizer(nn.Module):
         """Training forward: wav (B, N), N a multiple of 1920 -> quantize() outputs + "audio" (B, N)."""
         out = self.quantize(wav)
         z = out["q_acoustic"] if not self.config.semantic else torch.cat([out["q_semantic"], out["q_acoustic"]], 1)
-        out["audio"] = self._synthesize(z)
+        out["audio"] = self._synthesize(z, extras=out)
         return out
 
     def _check_wav(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:

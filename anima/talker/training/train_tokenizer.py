@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from anima.talker.data.manifest import SAMPLE_RATE, Utterance, read_manifest, read_phonemes
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     w_mel: float = 1.0
+    w_f0: float = 1.0  # the harmonic branch's F0 (squared octaves, voiced frames) and voicing (BCE) against YIN
     w_pitch: float = 0.5  # on squared octaves
     w_commitment: float = 0.25
     w_codebook: float = 1.0
@@ -169,6 +171,13 @@ class TokenizerTrainer(nn.Module):
         total = c.w_mel * mel + c.w_pitch * pitch + c.w_commitment * out["commitment"] + c.w_codebook * out["codebook"]
         stats = {"mel": mel.item(), "pitch": pitch.item(), "commitment": out["commitment"].item(),
                  "codebook": out["codebook"].item()}
+        if "f0_pred" in out:  # the harmonic branch: its F0 and voicing learn from the YIN track directly
+            voiced = batch["voiced"].bool()  # (B, T50)
+            f0_err = (torch.log2(out["f0_pred"]) - torch.log2(batch["f0"].clamp(min=1.0))).pow(2)
+            f0_loss = f0_err[voiced].mean() if voiced.any() else f0_err.new_zeros(())
+            voicing = F.binary_cross_entropy_with_logits(out["voicing_logit"], voiced.float())
+            total = total + c.w_f0 * (f0_loss + voicing)
+            stats.update(f0=f0_loss.item(), voicing=voicing.item())
         if "semantic_pred" in out and "semantic_target" in batch:
             sem, acc = semantic_loss(out["semantic_pred"], batch["semantic_target"], c.model.teacher_kind)
             total = total + c.w_semantic * sem
@@ -236,13 +245,24 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     val = Clips(args.corpus, "val", args.out / "f0_cache_val.npz", progress) if read_manifest(args.corpus, "val") else None
     logger.info("train split: %d utterances, %.1f min", len(train.utts), train.seconds / 60)
     teacher: SemanticTeacher | None = PhonemeTeacher(inventory) if config.model.semantic else None
+    if args.init is not None and not (args.out / "config.json").is_file():
+        init_dim = load_tokenizer(args.init).config.teacher_dim
+        if init_dim != config.model.teacher_dim:  # the corpus grew a phoneme since --init was trained: ids moved
+            logger.warning("%s: %d phoneme classes, the corpus now has %d; the phoneme head is kept as it is, "
+                           "not trained", args.init, init_dim, config.model.teacher_dim)
+            config = dataclasses.replace(config, model=dataclasses.replace(config.model, teacher_dim=init_dim))
+            teacher = None
     sampler = Sampler(train, config.model.token_samples, config.min_seconds, config.max_seconds, args.seed)
     val_batch = (Sampler(val, config.model.token_samples, config.min_seconds, config.max_seconds, args.seed + 1)
                  .sample(args.batch, tokens=sampler.max_tokens) if val is not None else None)
 
     trainer = TokenizerTrainer(config, gan=args.gan_start > 0)
     if args.init is not None and not (args.out / "config.json").is_file():
-        trainer.tokenizer.load_state_dict(load_tokenizer(args.init).state_dict())
+        missing, unexpected = trainer.tokenizer.load_state_dict(load_tokenizer(args.init).state_dict(), strict=False)
+        new_parts = [k for k in missing if not k.startswith("harm_head.")]  # only a new harmonic branch may start fresh
+        if new_parts or unexpected:
+            raise ValueError(f"--init {args.init}: its weights do not fit this config (missing {new_parts}, "
+                             f"unexpected {list(unexpected)})")
     if args.freeze_encoder:
         if args.init is None:
             raise ValueError("--freeze-encoder needs --init (the encoder whose codes to keep)")
@@ -278,7 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                 _, vs = trainer.losses(to_device(dict(val_batch)), False)
             trainer.train()
             last_val.clear()
-            last_val.update({f"val_{k}": v for k, v in vs.items() if k in ("mel", "pitch", "semantic_acc")})
+            last_val.update({f"val_{k}": v for k, v in vs.items() if k in ("mel", "pitch", "f0", "voicing", "semantic_acc")})
         return {**stats, **last_val}
 
     cfg = {"tokenizer": dataclasses.asdict(config.model), "train": {
