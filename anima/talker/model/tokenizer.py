@@ -233,6 +233,7 @@ class TokenizerConfig:
     harmonics: int = 0  # a harmonic-plus-noise decoder: this many harmonics of a predicted F0 added to the ISTFT; 0 = off
     f0_min: float = 50.0  # the harmonic branch's F0 range (Hz)
     f0_max: float = 600.0
+    harmonic_mix: float = 0.8  # in voiced frames the ISTFT keeps 1 - mix x voicing of its output: the sines carry the voice
 
     @property
     def frame_samples(self) -> int:
@@ -249,8 +250,9 @@ class TokenizerConfig:
             raise ValueError(f"tokenizer config: n_fft {self.n_fft} < hop {self.hop}")
         if self.semantic and not 0 < self.num_semantic_codebooks < self.num_codebooks:
             raise ValueError(f"tokenizer config: {self.num_semantic_codebooks} semantic of {self.num_codebooks} codebooks")
-        if self.harmonics < 0 or not 0 < self.f0_min < self.f0_max:
-            raise ValueError(f"tokenizer config: harmonics {self.harmonics}, F0 range {self.f0_min}-{self.f0_max} Hz")
+        if self.harmonics < 0 or not 0 < self.f0_min < self.f0_max or not 0 <= self.harmonic_mix <= 1:
+            raise ValueError(f"tokenizer config: harmonics {self.harmonics}, F0 range {self.f0_min}-{self.f0_max} Hz, "
+                             f"mix {self.harmonic_mix}")
         if self.teacher_kind not in ("classes", "features"):
             raise ValueError(f"tokenizer config: teacher_kind {self.teacher_kind!r} is not 'classes' or 'features'")
         return self
@@ -299,8 +301,6 @@ class SpeechTokenizer(nn.Module):
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         if c.harmonics:  # per frame: F0, voicing logit, loudness, harmonic distribution (K)
             self.harm_head = nn.Linear(c.decoder_dim, 3 + c.harmonics)
-            with torch.no_grad():
-                self.harm_head.bias[2] = -4.0  # quiet at first: the ISTFT branch already speaks
 
     # Parameters that only read codes (the decoder and the phoneme head): training them alone keeps
     # every code the encoder gives, so a TTS trained on earlier codes still fits (``--freeze-encoder``).
@@ -394,11 +394,13 @@ class SpeechTokenizer(nn.Module):
         frames = torch.fft.irfft(spec, n=c.n_fft) * self.window  # (B, T50, n_fft)
         audio = self._overlap_add(frames, state)
         if c.harmonics:
-            audio = audio + self._harmonic(hn, state, extras)
+            harmonic, voicing = self._harmonic(hn, state, extras)
+            audio = audio * (1 - c.harmonic_mix * voicing) + harmonic
         return audio
 
-    def _harmonic(self, hn: torch.Tensor, state: StreamState | None, extras: dict | None) -> torch.Tensor:
-        """The harmonic branch (DDSP's harmonic oscillator): (B, T50, Cd) -> (B, hop T50) samples.
+    def _harmonic(self, hn: torch.Tensor, state: StreamState | None, extras: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The harmonic branch (DDSP's harmonic oscillator): (B, T50, Cd) -> (B, hop T50) samples and
+        the voicing gate per sample (B, hop T50), which scales the ISTFT's share.
 
         An ISTFT head must get each frame's phases right for a voice's harmonics to line up across its
         overlapping frames; a mel loss never asks it to, and without a long GAN run it does not, so its
@@ -407,7 +409,9 @@ class SpeechTokenizer(nn.Module):
         F0 (supervised with the YIN targets), a voicing gate, a loudness and the share of each harmonic;
         each ramps linearly from the previous frame's value over the frame (causal: a frame's samples
         need nothing later), the phase is the running integral of F0 (float64, carried in ``state``),
-        and harmonics at or above Nyquist are silent.
+        and harmonics at or above Nyquist are silent. Added to an ISTFT that already speaks, the sines
+        only add error until their F0 is right, and the mel loss silences them (measured: loudness
+        0.002 after 700 steps); so in voiced frames the ISTFT gives up ``harmonic_mix`` of its output.
         """
         c = self.config
         p = self.harm_head(hn)  # (B, T, 3 + K)
@@ -417,21 +421,22 @@ class SpeechTokenizer(nn.Module):
         amps = F.softplus(p[..., 2:3]) * torch.softmax(p[..., 3:], -1) * torch.sigmoid(voicing)[..., None]  # (B, T, K)
         if extras is not None:
             extras["f0_pred"], extras["voicing_logit"] = f0, voicing
-        frames = torch.cat([f0.detach()[..., None], amps], -1)  # (B, T, 1 + K): F0 is learnt from its targets only
+        gate = torch.sigmoid(voicing)[..., None]  # (B, T, 1)
+        frames = torch.cat([f0.detach()[..., None], gate, amps], -1)  # (B, T, 2 + K): F0 is learnt from its targets only
         carried = state.buffers.get(self.harm_head) if state is not None else None
         first, phase0 = carried if carried is not None else (frames[:, :1], torch.zeros(B, dtype=torch.float64, device=hn.device))
-        previous = torch.cat([first, frames[:, :-1]], 1)  # (B, T, 1 + K)
+        previous = torch.cat([first, frames[:, :-1]], 1)  # (B, T, 2 + K)
         ramp = torch.arange(1, c.hop + 1, device=hn.device, dtype=hn.dtype) / c.hop  # (hop,)
-        tracks = previous[..., None] + (frames - previous)[..., None] * ramp  # (B, T, 1 + K, hop)
-        tracks = tracks.permute(0, 2, 1, 3).reshape(B, 1 + c.harmonics, T * c.hop)  # (B, 1 + K, N)
-        f0s, amp = tracks[:, 0], tracks[:, 1:]  # (B, N), (B, K, N)
+        tracks = previous[..., None] + (frames - previous)[..., None] * ramp  # (B, T, 2 + K, hop)
+        tracks = tracks.permute(0, 2, 1, 3).reshape(B, 2 + c.harmonics, T * c.hop)  # (B, 2 + K, N)
+        f0s, gates, amp = tracks[:, 0], tracks[:, 1], tracks[:, 2:]  # (B, N), (B, N), (B, K, N)
         phase = phase0[:, None] + torch.cumsum(2 * math.pi * f0s.double() / c.sample_rate, -1)  # (B, N) radians
         phase = torch.remainder(phase, 2 * math.pi)
         if state is not None:
             state.buffers[self.harm_head] = (frames[:, -1:], phase[:, -1])
         k = torch.arange(1, c.harmonics + 1, device=hn.device, dtype=hn.dtype)[None, :, None]  # (1, K, 1)
         audible = (k * f0s[:, None, :] < c.sample_rate / 2).to(hn.dtype)  # (B, K, N)
-        return (torch.sin(k * phase.to(hn.dtype)[:, None, :]) * amp * audible).sum(1)  # (B, N)
+        return (torch.sin(k * phase.to(hn.dtype)[:, None, :]) * amp * audible).sum(1), gates  # (B, N) each
 
     def _overlap_add(self, frames: torch.Tensor, state: StreamState | None) -> torch.Tensor:
         """Frame j spans samples [j hop, j hop + n_fft); samples [j hop, (j+1) hop) are final after it."""
