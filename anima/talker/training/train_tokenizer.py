@@ -245,12 +245,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     val = Clips(args.corpus, "val", args.out / "f0_cache_val.npz", progress) if read_manifest(args.corpus, "val") else None
     logger.info("train split: %d utterances, %.1f min", len(train.utts), train.seconds / 60)
     teacher: SemanticTeacher | None = PhonemeTeacher(inventory) if config.model.semantic else None
-    if args.init is not None and not (args.out / "config.json").is_file():
-        init_dim = load_tokenizer(args.init).config.teacher_dim
-        if init_dim != config.model.teacher_dim:  # the corpus grew a phoneme since --init was trained: ids moved
+    resuming = (args.out / "config.json").is_file()
+    before = args.out if resuming else args.init  # the weights this run starts from, if any
+    if before is not None:
+        from anima.checkpoint import read_config
+
+        old_dim = int(read_config(before)["config"]["tokenizer"].get("teacher_dim", 0))
+        if old_dim != config.model.teacher_dim:  # the corpus grew a phoneme since they were trained: ids moved
             logger.warning("%s: %d phoneme classes, the corpus now has %d; the phoneme head is kept as it is, "
-                           "not trained", args.init, init_dim, config.model.teacher_dim)
-            config = dataclasses.replace(config, model=dataclasses.replace(config.model, teacher_dim=init_dim))
+                           "not trained", before, old_dim, config.model.teacher_dim)
+            config = dataclasses.replace(config, model=dataclasses.replace(config.model, teacher_dim=old_dim))
             teacher = None
     sampler = Sampler(train, config.model.token_samples, config.min_seconds, config.max_seconds, args.seed)
     val_batch = (Sampler(val, config.model.token_samples, config.min_seconds, config.max_seconds, args.seed + 1)
