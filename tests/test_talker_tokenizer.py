@@ -257,6 +257,29 @@ def test_gan_and_ablation_steps_run(corpus, tmp_path):
     assert not tok.config.semantic and tok.encode(torch.zeros(1, TOKEN)).shape == (1, 8, 1)
 
 
+def test_a_grown_phoneme_inventory_keeps_the_phoneme_head(corpus, tmp_path):
+    """The corpus gains a phoneme after a run was trained: resuming it (or starting from it) keeps its
+    phoneme head as it was instead of failing on the head's new size."""
+    import shutil
+
+    from anima.talker.training import train_tokenizer
+
+    grown = tmp_path / "corpus"
+    shutil.copytree(corpus, grown)
+    out = tmp_path / "run"
+    train_tokenizer.run(_args(grown, out, 2))
+    head = SpeechTokenizer.from_pretrained(out).semantic_head.weight.clone()
+    inventory = json.loads((grown / "phonemes.json").read_text())
+    (grown / "phonemes.json").write_text(json.dumps([SILENCE, *sorted(inventory[1:] + ["A~"])]))  # ids move
+    train_tokenizer.run(_args(grown, out, 4, freeze_encoder=True, init=out))  # resumed
+    train_tokenizer.run(_args(grown, tmp_path / "next", 2, freeze_encoder=True, init=out))  # a new run from it
+    for run in (out, tmp_path / "next"):
+        tok = load_tokenizer(run)
+        assert tok.semantic_head.weight.shape == head.shape
+        assert torch.equal(tok.semantic_head.weight, head)  # not trained: its class ids no longer match the corpus
+        assert "semantic" not in _losses(run)[-1]
+
+
 def test_bad_checkpoints_raise(tmp_path, tiny):
     with pytest.raises(CheckpointError, match="no config.json"):
         SpeechTokenizer.from_pretrained(tmp_path / "missing")
