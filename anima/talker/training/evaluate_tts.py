@@ -41,20 +41,12 @@ def _heard(judge, audio: np.ndarray) -> list[str]:
     return judge.recognize(audio) if audio.size else []
 
 
-def _through_codec(tokenizer, audio: np.ndarray) -> np.ndarray:
-    """The recording encoded and decoded by the talker's tokenizer: what the TTS could at best sound like
-    (its audio comes out of the same decoder), so the judge's PER on it is the TTS's ceiling."""
-    import torch
-
-    with torch.inference_mode():
-        return tokenizer.decode(tokenizer.encode(torch.from_numpy(np.asarray(audio, np.float32))[None]))[0].numpy()
-
-
 def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES, sentences: int = 12,
                  seed: int = 0, emotion_voice: str = "espeak:en-us", emotions: tuple[str, ...] = EMOTIONS,
                  progress: bool = True) -> dict:
     """The three measurements above; ``judge``: PhonemeJudge, ``speaker``: SpeakerEncoder."""
     from anima.talker.data.phonemize import phonemize
+    from anima.talker.training.codecs import TokenizerCodec
 
     corpus = Path(corpus)
     rng = np.random.default_rng(seed)
@@ -62,6 +54,9 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
     by_voice = defaultdict(list)
     for u in test:
         by_voice[u.voice].append(u)
+    # The recordings through the talker's own tokenizer: the TTS's audio comes out of the same decoder, so
+    # the judge's PER on them is the best the TTS could score.
+    codec = TokenizerCodec(tts.tokenizer)
     result: dict = {"intelligibility": {}, "cloning": {}, "emotion": {}}
     t0 = time.perf_counter()
 
@@ -78,7 +73,7 @@ def evaluate_tts(tts, corpus: str | Path, judge, speaker, voices=DEFAULT_VOICES,
             rec_refs.append(_speech(p[0] for p in u.phonemes))
             recording = load_wav(corpus, u)
             rec_hyps.append(judge.recognize(recording))
-            codec_hyps.append(judge.recognize(_through_codec(tts.tokenizer, recording)))
+            codec_hyps.append(judge.recognize(codec.reconstruct(recording)))
         result["intelligibility"][voice] = {
             "sentences": len(picks), "per_generated": sm.error_rate(gen_refs, gen_hyps),
             "per_recordings": sm.error_rate(rec_refs, rec_hyps),
