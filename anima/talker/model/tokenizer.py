@@ -380,15 +380,20 @@ class SpeechTokenizer(nn.Module):
         parts.append(self.ac_rvq.decode(codes[:, k:]))
         return torch.cat(parts, -1).transpose(1, 2)
 
-    def _synthesize(self, z: torch.Tensor, state: StreamState | None = None, extras: dict | None = None) -> torch.Tensor:
-        """Quantised streams (B, 2 Qd, T) -> waveform (B, 1920 T). ``extras``: gets the harmonic branch's
-        per-frame F0 and voicing logit (training supervises them)."""
+    def _features(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """Quantised streams (B, 2 Qd, T) -> the decoder's normalised features (B, T50, Cd), what its heads read."""
         c = self.config
         x = self.dec_in(z).repeat_interleave(c.token_samples // c.hop, -1)  # (B, Cd, T50)
         x = self.dec_conv(x, state)
         for block in self.dec_blocks:
             x = block(x, state)
-        hn = self.dec_norm(x.transpose(1, 2))  # (B, T50, Cd)
+        return self.dec_norm(x.transpose(1, 2))
+
+    def _synthesize(self, z: torch.Tensor, state: StreamState | None = None, extras: dict | None = None) -> torch.Tensor:
+        """Quantised streams (B, 2 Qd, T) -> waveform (B, 1920 T). ``extras``: gets the harmonic branch's
+        per-frame F0 and voicing logit (training supervises them)."""
+        c = self.config
+        hn = self._features(z, state)  # (B, T50, Cd)
         log_mag, phase = self.head(hn).chunk(2, -1)  # (B, T50, F) each
         spec = torch.polar(torch.exp(log_mag.clamp(max=7.0)), phase)  # (B, T50, F)
         frames = torch.fft.irfft(spec, n=c.n_fft) * self.window  # (B, T50, n_fft)
@@ -418,10 +423,10 @@ class SpeechTokenizer(nn.Module):
         B, T, _ = p.shape
         f0 = c.f0_min * torch.exp(torch.sigmoid(p[..., 0]) * math.log(c.f0_max / c.f0_min))  # (B, T) Hz
         voicing = p[..., 1]  # (B, T) logit
-        amps = F.softplus(p[..., 2:3]) * torch.softmax(p[..., 3:], -1) * torch.sigmoid(voicing)[..., None]  # (B, T, K)
+        gate = torch.sigmoid(voicing)[..., None]  # (B, T, 1)
+        amps = F.softplus(p[..., 2:3]) * torch.softmax(p[..., 3:], -1) * gate  # (B, T, K)
         if extras is not None:
             extras["f0_pred"], extras["voicing_logit"] = f0, voicing
-        gate = torch.sigmoid(voicing)[..., None]  # (B, T, 1)
         frames = torch.cat([f0.detach()[..., None], gate, amps], -1)  # (B, T, 2 + K): F0 is learnt from its targets only
         carried = state.buffers.get(self.harm_head) if state is not None else None
         first, phase0 = carried if carried is not None else (frames[:, :1], torch.zeros(B, dtype=torch.float64, device=hn.device))

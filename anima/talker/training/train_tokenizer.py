@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from anima.checkpoint import read_config
 from anima.talker.data.manifest import SAMPLE_RATE, Utterance, read_manifest, read_phonemes
 from anima.talker.model.discriminators import Discriminators
 from anima.talker.model.tokenizer import CONFIGS, SpeechTokenizer, TokenizerConfig, load_tokenizer
@@ -248,8 +249,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     resuming = (args.out / "config.json").is_file()
     before = args.out if resuming else args.init  # the weights this run starts from, if any
     if before is not None:
-        from anima.checkpoint import read_config
-
         old_dim = int(read_config(before)["config"]["tokenizer"].get("teacher_dim", 0))
         if old_dim != config.model.teacher_dim:  # the corpus grew a phoneme since they were trained: ids moved
             logger.warning("%s: %d phoneme classes, the corpus now has %d; the phoneme head is kept as it is, "
@@ -261,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                  .sample(args.batch, tokens=sampler.max_tokens) if val is not None else None)
 
     trainer = TokenizerTrainer(config, gan=args.gan_start > 0)
-    if args.init is not None and not (args.out / "config.json").is_file():
+    if args.init is not None and not resuming:
         missing, unexpected = trainer.tokenizer.load_state_dict(load_tokenizer(args.init).state_dict(), strict=False)
         new_parts = [k for k in missing if not k.startswith("harm_head.")]  # only a new harmonic branch may start fresh
         if new_parts or unexpected:
